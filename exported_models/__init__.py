@@ -1,0 +1,1 @@
+"""Exported ONNX models shipped with edgetrack, with their manifest."""

@@ -1,0 +1,5 @@
+"""edgetrack runtime: the tracking pipeline (detect, graph, associate, link, stream) without PyTorch."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""The ``edgetrack`` command line.
+
+Each sub-command lives in its own module under ``edgetrack.runtime.commands`` and exposes
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Command modules keep
+their heavy imports inside ``run`` so that ``edgetrack --help`` starts fast.
+
+Errors that edgetrack raises on purpose (:class:`~edgetrack.runtime.errors.EdgetrackError`)
+are printed as one line on stderr and exit with code 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from .errors import EdgetrackError
+
+# Sub-command name -> module under edgetrack.runtime.commands. Add new commands here.
+COMMANDS: dict[str, str] = {
+    "track": "track",
+    "link": "link",
+    "simulate": "simulate",
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgetrack",
+        description="Track and characterise moving objects in live microscopy movies.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgetrack {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f".commands.{module_name}", __package__)
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``edgetrack`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except EdgetrackError as exc:
+        print(f"edgetrack {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgetrack {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

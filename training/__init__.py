@@ -1,0 +1,1 @@
+"""edgetrack training: simulators and model training (PyTorch where models are trained)."""
