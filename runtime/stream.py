@@ -1,0 +1,423 @@
+"""Streaming tracking: push frames (or detections) one at a time, get back what became final.
+
+The :class:`Tracker` keeps a bounded window of recent frames. After frame ``t`` is pushed, the
+linker solves the parent of every detection in the undecided frames ``[t - window + 1, t]``
+(sources may lie up to ``max_gap`` frames further back, in the committed past) and then commits
+the oldest undecided frame: the parents of its detections can no longer change, its track ids
+are assigned, and it is returned as a :class:`TrackUpdate`. The latency is therefore
+``window - 1`` frames, and :meth:`Tracker.finish` commits the rest.
+
+Only ``window + max_gap`` frames of detections and their candidate edges are held, so memory does
+not grow with the length of the stream (pass ``keep_results=False`` to keep no history at all;
+with the default ``True`` the committed points are kept, compactly, for :meth:`Tracker.finish`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .associate import make_scorer
+from .config import StageConfig, require
+from .detect import SPOT_FEATURES, DetectConfig, check_frame, detect_spots_array
+from .errors import InputError
+from .graph import CandidateEdges, concat_edges, edges_into_frame
+from .linking import get_linker
+
+UNDECIDED = -2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerConfig(StageConfig):
+    """Options of the streaming tracker (distances in px, times in frames).
+
+    max_distance: largest displacement between two linked detections, px.
+    max_gap: a track may skip up to ``max_gap - 1`` frames (edges span 1..max_gap frames).
+    window: frames held before a frame is committed (latency ``window - 1`` frames); >= 1.
+    linker: "greedy" or "lap" (others as they are registered in :mod:`edgetrack.runtime.linking`).
+    scorer: association model scoring candidate edges ("distance" is the distance-only baseline).
+    step_sigma: expected rms displacement per axis per frame, px; None = max_distance / 3.
+    gap_penalty: score factor per skipped frame for the distance scorer.
+    min_score: edges scoring at or below this are never linked.
+    max_children: 1 (no divisions) or 2 (divisions allowed, where the linker supports them).
+    invert: detect dark spots on a bright background (frames are inverted before detection).
+    keep_results: keep committed points so that :meth:`Tracker.finish` returns every track.
+    """
+
+    max_distance: float = 6.0
+    max_gap: int = 2
+    window: int = 3
+    linker: str = "lap"
+    scorer: str = "distance"
+    step_sigma: float | None = None
+    gap_penalty: float = 0.5
+    min_score: float = 1e-6
+    max_children: int = 1
+    invert: bool = False
+    keep_results: bool = True
+
+    def validate(self) -> None:
+        require(self.max_distance > 0, f"max_distance must be > 0 px, got {self.max_distance}")
+        require(int(self.max_gap) == self.max_gap and self.max_gap >= 1, f"max_gap must be an integer >= 1, got {self.max_gap}")
+        require(int(self.window) == self.window and self.window >= 1, f"window must be an integer >= 1, got {self.window}")
+        require(self.step_sigma is None or self.step_sigma > 0, f"step_sigma must be > 0 px, got {self.step_sigma}")
+        require(0.0 < self.gap_penalty <= 1.0, f"gap_penalty must be in (0, 1], got {self.gap_penalty}")
+        require(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1), got {self.min_score}")
+        require(self.max_children in (1, 2), f"max_children must be 1 or 2, got {self.max_children}")
+
+
+@dataclasses.dataclass
+class TrackUpdate:
+    """What became final after a push: the track points of one committed frame.
+
+    frame: the committed frame index.
+    columns: names of the columns of ``values`` (``y, x`` then features).
+    values: float64 (n, len(columns)).
+    track_id: int64 (n,), parent_track_id: int64 (n,) (-1 none; set only where a division starts a track).
+    det_id: int64 (n,) stream-wide detection ids; parent_det_id: int64 (n,) the linked predecessor (-1 none).
+    """
+
+    frame: int
+    columns: tuple[str, ...]
+    values: np.ndarray
+    track_id: np.ndarray
+    parent_track_id: np.ndarray
+    det_id: np.ndarray
+    parent_det_id: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+    @property
+    def links(self) -> np.ndarray:
+        """int64 (k, 2): committed links (parent det_id, child det_id) into this frame."""
+        has = self.parent_det_id >= 0
+        return np.stack([self.parent_det_id[has], self.det_id[has]], axis=1)
+
+    def to_dataframe(self, divisions: bool = False) -> pd.DataFrame:
+        """Track points as a DataFrame: frame, y, x, track_id[, parent_track_id], features."""
+        return _points_frame(self.frame * np.ones(len(self), np.int64), self.columns, self.values,
+                             self.track_id, self.parent_track_id if divisions else None)
+
+
+def _points_frame(frame, columns, values, track_id, parent_track_id=None) -> pd.DataFrame:
+    data: dict[str, np.ndarray] = {"frame": frame, "y": values[:, 0], "x": values[:, 1], "track_id": track_id}
+    if parent_track_id is not None:
+        data["parent_track_id"] = parent_track_id
+    for j, name in enumerate(columns[2:], start=2):
+        data[name] = values[:, j]
+    return pd.DataFrame(data)
+
+
+@dataclasses.dataclass
+class _Block:
+    """The detections of one frame inside the window (ids are stream-wide)."""
+
+    frame: int
+    first_id: int
+    values: np.ndarray  # float64 (n, F): y, x, features
+    locked_parent: np.ndarray  # int64 (n,) global id, -1 none, UNDECIDED
+    child_count: np.ndarray  # int64 (n,)
+    track_id: np.ndarray  # int64 (n,), -1 until committed
+    edges_in: CandidateEdges  # edges whose dst is in this block; src/dst global ids
+    score_in: np.ndarray  # float64 (m,)
+
+    @property
+    def n(self) -> int:
+        return self.values.shape[0]
+
+
+class Tracker:
+    """Streaming tracker: ``push`` frames or detections, receive committed :class:`TrackUpdate` objects.
+
+    >>> tracker = Tracker(max_distance=5.0, linker="lap")          # doctest: +SKIP
+    >>> for frame in movie:                                          # doctest: +SKIP
+    ...     for update in tracker.push(frame):
+    ...         use(update.to_dataframe())
+    >>> tracks = tracker.finish()                                    # doctest: +SKIP
+
+    Options are those of :class:`TrackerConfig` (given as a config or keywords); detection options are
+    a :class:`~edgetrack.runtime.detect.DetectConfig` (or a dict). Ids are per tracker instance.
+    """
+
+    def __init__(self, config: TrackerConfig | dict | None = None, *, detect: DetectConfig | dict | None = None,
+                 **options) -> None:
+        if isinstance(config, TrackerConfig):
+            self.config = config.replace(**options) if options else config
+        else:
+            self.config = TrackerConfig.from_dict(config or {}, **options)
+        self.detect_config = detect if isinstance(detect, DetectConfig) else DetectConfig.from_dict(detect or {})
+        cfg = self.config
+        self._linker = get_linker(cfg.linker)
+        sigma = cfg.step_sigma if cfg.step_sigma is not None else cfg.max_distance / 3.0
+        self._scorer = make_scorer(cfg.scorer, step_sigma=sigma, gap_penalty=cfg.gap_penalty)
+        self._blocks: deque[_Block] = deque()
+        self._columns: tuple[str, ...] | None = None
+        self._frame_shape: tuple[int, ...] | None = None
+        self._next_frame = 0  # index the next pushed frame gets
+        self._next_id = 0  # next stream-wide detection id
+        self._next_track = 0  # next track id (per instance)
+        self._n_committed_frames = 0
+        self._results: list[TrackUpdate] = []
+        self._finished = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def frames_pushed(self) -> int:
+        return self._next_frame
+
+    @property
+    def frames_committed(self) -> int:
+        return self._n_committed_frames
+
+    def push(self, item: np.ndarray | pd.DataFrame, frame: int | None = None) -> list[TrackUpdate]:
+        """Add the next frame (a 2-D image) or its detections (a DataFrame with ``y, x`` [+ features]).
+
+        ``frame`` may be given to skip ahead (frames in between are treated as empty); it must increase.
+        Returns the updates (0 or more committed frames) that became final with this push.
+        """
+        if self._finished:
+            raise InputError("this Tracker has finished; create a new one for a new stream")
+        index = self._next_frame if frame is None else int(frame)
+        if index < self._next_frame:
+            raise InputError(f"frame {index} pushed after frame {self._next_frame - 1}: frames must increase")
+        updates: list[TrackUpdate] = []
+        while self._next_frame < index:  # skipped frames are empty
+            updates.extend(self._add(self._empty_values()))
+        if isinstance(item, pd.DataFrame):
+            values = self._values_from_table(item)
+        else:
+            values = self._values_from_image(item)
+        updates.extend(self._add(values))
+        return updates
+
+    def push_many(self, items: Iterable[np.ndarray | pd.DataFrame]) -> Iterator[TrackUpdate]:
+        """Push every item of an iterable, yielding updates as they become final (like a generator linker)."""
+        for item in items:
+            yield from self.push(item)
+
+    def flush(self) -> list[TrackUpdate]:
+        """Commit every remaining frame (the end of the stream) and return their updates."""
+        updates: list[TrackUpdate] = []
+        while self._n_undecided() > 0:
+            updates.append(self._solve_and_commit())
+        self._finished = True
+        return updates
+
+    def finish(self) -> pd.DataFrame:
+        """Flush and return every committed track point (needs ``keep_results=True``), sorted by frame."""
+        self.flush()
+        if not self.config.keep_results:
+            raise InputError("finish() needs keep_results=True; with keep_results=False consume the push() updates")
+        return self.results()
+
+    def results(self) -> pd.DataFrame:
+        """The committed track points so far as one DataFrame (frame, y, x, track_id, ... features)."""
+        columns = self._columns or ("y", "x")
+        if not self._results:
+            return _points_frame(np.zeros(0, np.int64), columns, np.zeros((0, len(columns))),
+                                 np.zeros(0, np.int64), np.zeros(0, np.int64) if self._divisions else None)
+        frame = np.concatenate([np.full(len(u), u.frame, np.int64) for u in self._results])
+        values = np.concatenate([u.values for u in self._results])
+        track = np.concatenate([u.track_id for u in self._results])
+        parent = np.concatenate([u.parent_track_id for u in self._results]) if self._divisions else None
+        return _points_frame(frame, columns, values, track, parent)
+
+    @property
+    def _divisions(self) -> bool:
+        return self.config.max_children > 1
+
+    # ------------------------------------------------------------------ input conversion
+    def _values_from_image(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        image = check_frame(image)
+        if self._frame_shape is None:
+            self._frame_shape = image.shape
+        elif image.shape != self._frame_shape:
+            raise InputError(
+                f"frame {self._next_frame} has shape {image.shape}, but earlier frames had {self._frame_shape}"
+            )
+        if self.config.invert:
+            image = image.max() - image if image.size else image
+        values = detect_spots_array(image, self.detect_config)
+        self._set_columns(SPOT_FEATURES)
+        return values
+
+    def _values_from_table(self, table: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in ("y", "x") if c not in table.columns]
+        if missing:
+            raise InputError(f"detections of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
+        features = [c for c in table.columns if c not in ("frame", "y", "x", "track_id", "parent_track_id", "particle")
+                    and pd.api.types.is_numeric_dtype(table[c])]
+        columns = ("y", "x", *features)
+        if self._columns is not None and columns != self._columns:
+            columns_needed = self._columns
+            absent = [c for c in columns_needed if c not in table.columns]
+            if absent:
+                raise InputError(f"detections of frame {self._next_frame}: missing column(s) {', '.join(absent)} "
+                                 "present in earlier frames")
+            columns = columns_needed
+        try:
+            values = np.ascontiguousarray(table.loc[:, list(columns)].to_numpy(dtype=np.float64))
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"detections of frame {self._next_frame}: non-numeric values ({exc})") from None
+        if values.size and not np.isfinite(values[:, :2]).all():
+            raise InputError(f"detections of frame {self._next_frame}: NaN or inf in y/x")
+        self._set_columns(columns)
+        return values
+
+    def _set_columns(self, columns: Sequence[str]) -> None:
+        columns = tuple(columns)
+        if self._columns is None:
+            self._columns = columns
+        elif columns != self._columns:
+            raise InputError(f"frame {self._next_frame}: columns {columns} differ from earlier frames' {self._columns}"
+                             " (do not mix images and detection tables in one stream)")
+
+    def _empty_values(self) -> np.ndarray:
+        return np.zeros((0, len(self._columns or ("y", "x"))), np.float64)
+
+    # ------------------------------------------------------------------ window mechanics
+    def _n_undecided(self) -> int:
+        return sum(1 for b in self._blocks if b.frame >= self._n_committed_frames)
+
+    def _add(self, values: np.ndarray) -> list[TrackUpdate]:
+        cfg = self.config
+        t = self._next_frame
+        if values.shape[0] > 1:  # canonical order inside a frame: by y, then x (input order never matters)
+            order = np.lexsort((values[:, 1], values[:, 0]))
+            values = np.ascontiguousarray(values[order])
+        n = values.shape[0]
+        past = [b for b in self._blocks if b.frame >= t - cfg.max_gap]
+        if past and n:
+            past_frame = np.concatenate([np.full(b.n, b.frame, np.int64) for b in past])
+            past_vals = np.concatenate([b.values for b in past]) if len(past) > 1 else past[0].values
+            edges = edges_into_frame(past_frame, np.ascontiguousarray(past_vals[:, 0]), np.ascontiguousarray(past_vals[:, 1]),
+                                     np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1]), t,
+                                     cfg.max_distance, cfg.max_gap, past_offset=past[0].first_id, new_offset=self._next_id)
+            score = np.asarray(self._scorer.score(edges), dtype=np.float64)
+        else:
+            edges = concat_edges([])
+            score = np.zeros(0, np.float64)
+        block = _Block(
+            frame=t, first_id=self._next_id, values=values,
+            locked_parent=np.full(n, UNDECIDED, np.int64), child_count=np.zeros(n, np.int64),
+            track_id=np.full(n, -1, np.int64), edges_in=edges, score_in=score,
+        )
+        self._blocks.append(block)
+        self._next_id += n
+        self._next_frame += 1
+        updates = []
+        while self._n_undecided() >= cfg.window:
+            updates.append(self._solve_and_commit())
+        return updates
+
+    def _solve_and_commit(self) -> TrackUpdate:
+        cfg = self.config
+        blocks = list(self._blocks)
+        first_id = blocks[0].first_id
+        node_frame = np.concatenate([np.full(b.n, b.frame, np.int64) for b in blocks])
+        locked = np.concatenate([b.locked_parent for b in blocks])
+        child_count = np.concatenate([b.child_count for b in blocks])
+        undecided_blocks = [b for b in blocks if b.frame >= self._n_committed_frames]
+        edges = concat_edges([b.edges_in for b in undecided_blocks])
+        score = np.concatenate([b.score_in for b in undecided_blocks]) if undecided_blocks else np.zeros(0)
+        # the linker only needs to know which parents are fixed; a fixed parent outside the window becomes -1
+        locked_local = np.where(locked == UNDECIDED, UNDECIDED, np.maximum(locked - first_id, -1))
+        locked_local[locked == -1] = -1
+        src = edges.src - first_id
+        dst = edges.dst - first_id
+        # sources that left the window (older than max_gap before the oldest undecided frame) cannot be linked
+        keep = src >= 0
+        if not keep.all():
+            src, dst, score = src[keep], dst[keep], score[keep]
+            dt = edges.dt[keep]
+        else:
+            dt = edges.dt
+        if len(node_frame):
+            parent_local = self._linker(node_frame, src, dst, dt, score, locked_local, child_count,
+                                        max_children=cfg.max_children, min_score=cfg.min_score)
+        else:
+            parent_local = np.zeros(0, np.int64)
+        # commit the oldest undecided frame
+        commit = undecided_blocks[0]
+        offset = commit.first_id - first_id
+        parents = parent_local[offset:offset + commit.n]
+        parent_global = np.where(parents >= 0, parents + first_id, -1)
+        update = self._commit_block(commit, parent_global)
+        self._n_committed_frames = commit.frame + 1
+        # drop blocks that can no longer be the source of an undecided detection
+        oldest_needed = self._n_committed_frames - cfg.max_gap
+        while self._blocks and self._blocks[0].frame < oldest_needed:
+            self._blocks.popleft()
+        if cfg.keep_results:
+            self._results.append(update)
+        return update
+
+    def _commit_block(self, block: _Block, parent_global: np.ndarray) -> TrackUpdate:
+        n = block.n
+        parent_track = np.full(n, -1, np.int64)
+        inherited = np.full(n, -1, np.int64)  # track id of the parent, where linked
+        prior_children = np.zeros(n, np.int64)
+        linked = parent_global >= 0
+        for pb in self._blocks:
+            if pb is block or pb.n == 0:
+                continue
+            sel = linked & (parent_global >= pb.first_id) & (parent_global < pb.first_id + pb.n)
+            if not sel.any():
+                continue
+            j = parent_global[sel] - pb.first_id
+            inherited[sel] = pb.track_id[j]
+            prior_children[sel] = pb.child_count[j]
+            np.add.at(pb.child_count, j, 1)
+        # a parent with two children (now, or one earlier and one now) is a division: children start new tracks
+        siblings = np.zeros(n, np.int64)
+        if linked.any():
+            _, inverse, counts = np.unique(parent_global[linked], return_inverse=True, return_counts=True)
+            siblings[linked] = counts[inverse]
+        dividing = linked & ((siblings > 1) | (prior_children > 0))
+        new = ~linked | dividing
+        track_id = inherited.copy()
+        n_new = int(new.sum())
+        track_id[new] = self._next_track + np.arange(n_new, dtype=np.int64)
+        self._next_track += n_new
+        parent_track[dividing] = inherited[dividing]
+        block.locked_parent[:] = parent_global
+        block.track_id[:] = track_id
+        # edges into a committed block are no longer needed
+        block.edges_in = concat_edges([])
+        block.score_in = np.zeros(0, np.float64)
+        det_id = block.first_id + np.arange(n, dtype=np.int64)
+        return TrackUpdate(frame=block.frame, columns=self._columns or ("y", "x"), values=block.values,
+                           track_id=track_id, parent_track_id=parent_track, det_id=det_id, parent_det_id=parent_global)
+
+
+def track_movie(movie: Iterable[np.ndarray], config: TrackerConfig | dict | None = None, *,
+                detect: DetectConfig | dict | None = None, **options) -> pd.DataFrame:
+    """Track every frame of a movie (an iterable of 2-D frames or a (T, H, W) array); returns the tracks."""
+    tracker = Tracker(config, detect=detect, **options)
+    for frame in movie:
+        tracker.push(frame)
+    return tracker.finish()
+
+
+def link_detections(detections: pd.DataFrame, config: TrackerConfig | dict | None = None, **options) -> pd.DataFrame:
+    """Link a detection table (``frame, y, x`` [+ numeric features]) into tracks, as the streaming tracker does."""
+    from .io import check_table
+
+    detections = check_table(detections, ("frame", "y", "x"), source="detections")
+    tracker = Tracker(config, **options)
+    if len(detections) == 0:
+        return tracker.finish()
+    detections = detections.sort_values("frame", kind="stable")
+    frames = detections["frame"].to_numpy()
+    bounds = np.flatnonzero(np.diff(frames)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(frames)]])
+    for s, e in zip(starts, ends):
+        tracker.push(detections.iloc[s:e], frame=int(frames[s]))
+    return tracker.finish()
