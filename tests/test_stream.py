@@ -1,0 +1,152 @@
+"""The streaming Tracker: correctness, latency, streaming == offline, bounded memory, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_walks
+from edgetrack.runtime.errors import ConfigError, InputError
+from edgetrack.runtime.stream import Tracker, TrackerConfig, link_detections, track_movie
+
+
+def _links(tracks: pd.DataFrame) -> set[tuple]:
+    """Links as pairs of (frame, rounded y, rounded x) points: independent of track ids."""
+    out = set()
+    for _, g in tracks.sort_values("frame").groupby("track_id"):
+        pts = list(zip(g["frame"], g["y"].round(6), g["x"].round(6)))
+        out.update(zip(pts[:-1], pts[1:]))
+    return out
+
+
+@pytest.mark.parametrize("linker", ["greedy", "lap"])
+def test_separated_walks_are_tracked_perfectly(linker):
+    truth = make_walks(n_tracks=25, n_frames=30, step=0.6)
+    tracks = link_detections(truth[["frame", "y", "x"]], linker=linker, max_distance=5.0)
+    assert len(tracks) == len(truth)
+    assert _links(tracks) == _links(truth)
+    assert tracks["track_id"].nunique() == 25
+
+
+@pytest.mark.parametrize("linker", ["greedy", "lap"])
+def test_gap_is_closed_only_within_max_gap(linker):
+    truth = make_walks(n_tracks=4, n_frames=10, step=0.3)
+    holed = truth[~((truth.track_id == 1) & (truth.frame == 5))]
+    bridged = link_detections(holed[["frame", "y", "x"]], linker=linker, max_gap=2)
+    assert bridged.track_id.nunique() == 4
+    split = link_detections(holed[["frame", "y", "x"]], linker=linker, max_gap=1)
+    assert split.track_id.nunique() == 5
+
+
+def test_crossing_prefers_the_likelier_assignment():
+    # two particles pass each other; frame-to-frame LAP keeps them on their straight paths
+    frames = []
+    for t in range(6):
+        frames.append((t, 10.0, 10.0 + 1.5 * t, 0))
+        frames.append((t, 12.0, 17.5 - 1.5 * t, 1))
+    truth = pd.DataFrame(frames, columns=["frame", "y", "x", "track_id"])
+    tracks = link_detections(truth[["frame", "y", "x"]], linker="lap", max_distance=3.0)
+    assert _links(tracks) == _links(truth)
+
+
+def test_latency_is_window_minus_one():
+    truth = make_walks(n_tracks=5, n_frames=12)
+    tracker = Tracker(window=4, keep_results=False)
+    committed = []
+    for t, g in truth.groupby("frame"):
+        updates = tracker.push(g[["y", "x"]])
+        committed.append([u.frame for u in updates])
+    assert committed[:3] == [[], [], []]
+    assert all(c == [t - 3] for t, c in enumerate(committed) if t >= 3)
+    rest = [u.frame for u in tracker.flush()]
+    assert rest == [9, 10, 11]
+
+
+def test_streaming_updates_equal_final_tracks_and_never_change():
+    truth = make_walks(n_tracks=30, n_frames=25, step=1.0, size=120.0, seed=5)
+    tracker = Tracker(window=3, max_distance=4.0)
+    seen = []
+    for t, g in truth.groupby("frame"):
+        seen.extend(u.to_dataframe() for u in tracker.push(g[["y", "x"]]))
+    seen.extend(u.to_dataframe() for u in tracker.flush())
+    streamed = pd.concat(seen, ignore_index=True)
+    final = tracker.results()
+    pd.testing.assert_frame_equal(streamed, final)
+
+
+@pytest.mark.parametrize("linker", ["greedy", "lap"])
+def test_row_order_does_not_change_tracks(linker):
+    truth = make_walks(n_tracks=40, n_frames=15, step=1.2, size=80.0, seed=2)
+    dets = truth[["frame", "y", "x"]]
+    a = link_detections(dets, linker=linker)
+    shuffled = dets.sample(frac=1.0, random_state=7)
+    b = link_detections(shuffled, linker=linker)
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_ids_are_per_instance():
+    truth = make_walks(n_tracks=3, n_frames=5)
+    a = link_detections(truth[["frame", "y", "x"]])
+    b = link_detections(truth[["frame", "y", "x"]])
+    assert sorted(a.track_id.unique()) == sorted(b.track_id.unique()) == [0, 1, 2]
+
+
+def test_window_memory_is_bounded_and_results_optional():
+    rng = np.random.default_rng(0)
+    tracker = Tracker(window=3, max_gap=2, keep_results=False)
+    n_points = 0
+    for t in range(600):
+        dets = pd.DataFrame({"y": rng.uniform(0, 100, 20), "x": rng.uniform(0, 100, 20)})
+        n_points += sum(len(u) for u in tracker.push(dets))
+        assert len(tracker._blocks) <= 3 + 2
+    n_points += sum(len(u) for u in tracker.flush())
+    assert n_points == 600 * 20
+    assert tracker._results == []
+    with pytest.raises(InputError, match="keep_results"):
+        tracker.finish()
+
+
+def test_skipped_frames_are_empty_and_frames_must_increase():
+    tracker = Tracker(window=1)
+    tracker.push(pd.DataFrame({"y": [1.0], "x": [1.0]}), frame=0)
+    ups = tracker.push(pd.DataFrame({"y": [1.5], "x": [1.0]}), frame=3)
+    assert [u.frame for u in ups] == [1, 2, 3]
+    with pytest.raises(InputError, match="must increase"):
+        tracker.push(pd.DataFrame({"y": [1.0], "x": [1.0]}), frame=2)
+
+
+def test_track_movie_on_simulated_frames(small_movie):
+    movie, truth = small_movie
+    from edgetrack.runtime.metrics import link_metrics
+
+    tracks = track_movie(movie)
+    m = link_metrics(truth, tracks, max_distance=2.0)
+    assert m["f1"] > 0.9, m
+    assert {"frame", "y", "x", "track_id", "mass"} <= set(tracks.columns)
+
+
+def test_bad_frames_raise_input_errors():
+    tracker = Tracker()
+    tracker.push(np.zeros((32, 32), np.uint16))
+    with pytest.raises(InputError, match="shape"):
+        tracker.push(np.zeros((32, 33), np.uint16))
+    bad = np.zeros((32, 32), np.float32)
+    bad[3, 4] = np.nan
+    with pytest.raises(InputError):
+        Tracker().push(bad)
+    with pytest.raises(InputError):
+        Tracker().push(np.zeros((4, 32, 32)))
+    with pytest.raises(InputError, match="NaN"):
+        Tracker().push(pd.DataFrame({"y": [np.nan], "x": [1.0]}))
+    with pytest.raises(InputError, match="missing"):
+        Tracker().push(pd.DataFrame({"y": [1.0]}))
+
+
+def test_config_rejects_unknown_and_out_of_range_options():
+    with pytest.raises(ConfigError, match="max_distnce"):
+        Tracker(max_distnce=5.0)
+    with pytest.raises(ConfigError, match="max_gap"):
+        TrackerConfig(max_gap=0)
+    with pytest.raises(ConfigError, match="linker"):
+        Tracker(linker="nonsense")
