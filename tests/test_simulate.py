@@ -281,6 +281,11 @@ def test_bad_config_values_raise_config_error(bad):
         SpotSimConfig.from_dict(bad)
 
 
+def test_movie_too_large_for_memory_is_a_config_error():
+    with pytest.raises(ConfigError, match="does not fit in memory"):
+        simulate_movie(n_frames=1000, shape=(10**6, 10**6), n_spots=0)
+
+
 def test_config_accepts_lists_and_inf_lifetime():
     cfg = SpotSimConfig.from_dict({"shape": [30, 40], "D_range": [1, 1], "mean_lifetime": float("inf")})
     assert cfg.shape == (30, 40) and cfg.D_range == (1, 1)

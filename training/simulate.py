@@ -409,7 +409,11 @@ def render_movie(points: pd.DataFrame, config: SpotSimConfig) -> np.ndarray:
     col0 = np.rint(x).astype(np.int64) - half
     offsets = np.arange(size)
     n_pix = height * width
-    movie = np.empty((n_frames, height, width), dtype=np.uint16)
+    try:
+        movie = np.empty((n_frames, height, width), dtype=np.uint16)
+    except MemoryError:
+        gib = n_frames * n_pix * 2 / 2**30
+        raise ConfigError(f"a movie of {n_frames} x {height} x {width} uint16 ({gib:.1f} GiB) does not fit in memory") from None
     for t in range(n_frames):
         a, b = bounds[t], bounds[t + 1]
         expected = np.full(n_pix, float(config.background))
