@@ -262,7 +262,9 @@ class Tracker:
                                  "present in earlier frames")
             columns = columns_needed
         try:
-            values = np.ascontiguousarray(table.loc[:, list(columns)].to_numpy(dtype=np.float64))
+            values = np.empty((len(table), len(columns)), np.float64)
+            for j, name in enumerate(columns):
+                values[:, j] = table[name].to_numpy(dtype=np.float64)
         except (ValueError, TypeError) as exc:
             raise InputError(f"detections of frame {self._next_frame}: non-numeric values ({exc})") from None
         if values.size and not np.isfinite(values[:, :2]).all():

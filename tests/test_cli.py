@@ -37,7 +37,7 @@ def test_track_errors_exit_2_without_output(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     bad = np.zeros((3, 16, 16), np.float32)
     bad[1, 2, 2] = np.inf
-    tifffile.imwrite(tmp_path / "inf.tif", bad)
+    tifffile.imwrite(tmp_path / "inf.tif", bad, photometric="minisblack")
     assert main(["track", str(tmp_path / "inf.tif"), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "edgetrack track: error:" in err and "Traceback" not in err
