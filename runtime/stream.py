@@ -153,8 +153,14 @@ class Tracker:
         self.detect_config = detect if isinstance(detect, DetectConfig) else DetectConfig.from_dict(detect or {})
         cfg = self.config
         self._linker = get_linker(cfg.linker)
-        sigma = cfg.step_sigma if cfg.step_sigma is not None else cfg.max_distance / 3.0
-        self._scorer = make_scorer(cfg.scorer, step_sigma=sigma, gap_penalty=cfg.gap_penalty)
+        if cfg.scorer == "distance":
+            sigma = cfg.step_sigma if cfg.step_sigma is not None else cfg.max_distance / 3.0
+            self._scorer = make_scorer("distance", step_sigma=sigma, gap_penalty=cfg.gap_penalty)
+        else:
+            self._scorer = make_scorer(cfg.scorer)
+        # a scorer with ``needs_window = True`` scores all edges of the window together at solve time
+        # (a graph network needs the neighbourhood); others score each frame's new edges once
+        self._window_scoring = bool(getattr(self._scorer, "needs_window", False))
         self._blocks: deque[_Block] = deque()
         self._columns: tuple[str, ...] | None = None
         self._frame_shape: tuple[int, ...] | None = None
@@ -195,6 +201,42 @@ class Tracker:
         updates.extend(self._add(values))
         return updates
 
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Detect the spots of one frame with this tracker's settings, without pushing it.
+
+        Returns float64 (n, len(SPOT_FEATURES)). Safe to call from a worker thread (the Numba kernels
+        release the GIL), which is how :func:`edgetrack.runtime.pipeline.track_frames` overlaps the
+        detection of the next frames with the linking of the current one.
+        """
+        image = check_frame(np.asarray(image))
+        if self.config.invert:
+            image = image.max() - image if image.size else image
+        return detect_spots_array(image, self.detect_config)
+
+    def push_spots(self, spots: np.ndarray, frame_shape: tuple[int, ...] | None = None,
+                   frame: int | None = None) -> list[TrackUpdate]:
+        """Push the spots of the next frame as returned by :meth:`detect` (float64 (n, len(SPOT_FEATURES)))."""
+        spots = np.asarray(spots, dtype=np.float64)
+        if spots.ndim != 2 or spots.shape[1] != len(SPOT_FEATURES):
+            raise InputError(f"spots must have shape (n, {len(SPOT_FEATURES)}), got {spots.shape}")
+        if frame_shape is not None:
+            self._check_shape(tuple(frame_shape))
+        index = self._next_frame if frame is None else int(frame)
+        if index < self._next_frame:
+            raise InputError(f"frame {index} pushed after frame {self._next_frame - 1}: frames must increase")
+        self._set_columns(SPOT_FEATURES)
+        updates: list[TrackUpdate] = []
+        while self._next_frame < index:
+            updates.extend(self._add(self._empty_values()))
+        updates.extend(self._add(np.ascontiguousarray(spots)))
+        return updates
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if self._frame_shape is None:
+            self._frame_shape = shape
+        elif shape != self._frame_shape:
+            raise InputError(f"frame {self._next_frame} has shape {shape}, but earlier frames had {self._frame_shape}")
+
     def push_many(self, items: Iterable[np.ndarray | pd.DataFrame]) -> Iterator[TrackUpdate]:
         """Push every item of an iterable, yielding updates as they become final (like a generator linker)."""
         for item in items:
@@ -233,17 +275,9 @@ class Tracker:
 
     # ------------------------------------------------------------------ input conversion
     def _values_from_image(self, image: np.ndarray) -> np.ndarray:
-        image = np.asarray(image)
-        image = check_frame(image)
-        if self._frame_shape is None:
-            self._frame_shape = image.shape
-        elif image.shape != self._frame_shape:
-            raise InputError(
-                f"frame {self._next_frame} has shape {image.shape}, but earlier frames had {self._frame_shape}"
-            )
-        if self.config.invert:
-            image = image.max() - image if image.size else image
-        values = detect_spots_array(image, self.detect_config)
+        image = check_frame(np.asarray(image))
+        self._check_shape(image.shape)
+        values = self.detect(image)
         self._set_columns(SPOT_FEATURES)
         return values
 
@@ -301,7 +335,8 @@ class Tracker:
             edges = edges_into_frame(past_frame, np.ascontiguousarray(past_vals[:, 0]), np.ascontiguousarray(past_vals[:, 1]),
                                      np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1]), t,
                                      cfg.max_distance, cfg.max_gap, past_offset=past[0].first_id, new_offset=self._next_id)
-            score = np.asarray(self._scorer.score(edges), dtype=np.float64)
+            score = (np.zeros(len(edges.src), np.float64) if self._window_scoring
+                     else np.asarray(self._scorer.score(edges), dtype=np.float64))
         else:
             edges = concat_edges([])
             score = np.zeros(0, np.float64)
@@ -335,14 +370,15 @@ class Tracker:
         dst = edges.dst - first_id
         # sources that left the window (older than max_gap before the oldest undecided frame) cannot be linked
         keep = src >= 0
-        if not keep.all():
-            src, dst, score = src[keep], dst[keep], score[keep]
-            dt = edges.dt[keep]
-        else:
-            dt = edges.dt
+        src, dst, score = src[keep], dst[keep], score[keep]
+        dt, dist = edges.dt[keep], edges.dist[keep]
+        if self._window_scoring and len(src):
+            values = np.concatenate([b.values for b in blocks])
+            local = CandidateEdges(src, dst, dt, edges.dy[keep], edges.dx[keep], dist)
+            score = self._score_window(node_frame, values, local)
         if len(node_frame):
             parent_local = self._linker(node_frame, src, dst, dt, score, locked_local, child_count,
-                                        max_children=cfg.max_children, min_score=cfg.min_score)
+                                        max_children=cfg.max_children, min_score=cfg.min_score, dist=dist)
         else:
             parent_local = np.zeros(0, np.int64)
         # commit the oldest undecided frame
@@ -359,6 +395,14 @@ class Tracker:
         if cfg.keep_results:
             self._results.append(update)
         return update
+
+    def _score_window(self, node_frame: np.ndarray, values: np.ndarray, edges: CandidateEdges) -> np.ndarray:
+        score = np.asarray(self._scorer.score_window(node_frame, values, self._columns or ("y", "x"), edges),
+                           dtype=np.float64)
+        if score.shape != edges.src.shape:
+            raise InputError(f"scorer {self.config.scorer!r} returned {score.shape[0] if score.ndim else 0} scores "
+                             f"for {len(edges.src)} edges")
+        return score
 
     def _commit_block(self, block: _Block, parent_global: np.ndarray) -> TrackUpdate:
         n = block.n
@@ -400,10 +444,15 @@ class Tracker:
 
 def track_movie(movie: Iterable[np.ndarray], config: TrackerConfig | dict | None = None, *,
                 detect: DetectConfig | dict | None = None, **options) -> pd.DataFrame:
-    """Track every frame of a movie (an iterable of 2-D frames or a (T, H, W) array); returns the tracks."""
+    """Track every frame of a movie (an iterable of 2-D frames or a (T, H, W) array); returns the tracks.
+
+    Detection of the next frames runs in a worker thread while the current frame is linked.
+    """
+    from .pipeline import track_frames
+
     tracker = Tracker(config, detect=detect, **options)
-    for frame in movie:
-        tracker.push(frame)
+    for _ in track_frames(tracker, movie):
+        pass
     return tracker.finish()
 
 

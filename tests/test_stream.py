@@ -150,3 +150,32 @@ def test_config_rejects_unknown_and_out_of_range_options():
         TrackerConfig(max_gap=0)
     with pytest.raises(ConfigError, match="linker"):
         Tracker(linker="nonsense")
+
+
+def test_window_scorer_sees_the_window_and_drives_the_links():
+    from edgetrack.runtime.associate import register_scorer
+
+    calls = []
+
+    class PreferFar:
+        """Scores longer edges higher: the opposite of the distance baseline."""
+
+        name = "prefer_far_test"
+        needs_window = True
+
+        def score_window(self, node_frame, values, columns, edges):
+            calls.append((node_frame.shape[0], values.shape, columns, len(edges.src)))
+            assert values.shape[0] == node_frame.shape[0] and columns[:2] == ("y", "x")
+            assert (node_frame[edges.dst] - node_frame[edges.src] == edges.dt).all()
+            return np.clip(edges.dist / 10.0, 0.0, 1.0)
+
+    register_scorer("prefer_far_test", PreferFar)
+    rows = [(0, 10.0, 10.0), (0, 10.0, 14.0), (1, 10.0, 10.5), (1, 10.0, 13.5)]
+    dets = pd.DataFrame(rows, columns=["frame", "y", "x"])
+    near = link_detections(dets, linker="lap", max_gap=1)
+    far = link_detections(dets, linker="lap", max_gap=1, scorer="prefer_far_test")
+    assert calls and all(c[3] == 4 for c in calls)
+    same_near = near.groupby("track_id")["x"].apply(lambda v: sorted(v.round(1).tolist())).tolist()
+    same_far = far.groupby("track_id")["x"].apply(lambda v: sorted(v.round(1).tolist())).tolist()
+    assert sorted(same_near) == [[10.0, 10.5], [13.5, 14.0]]
+    assert sorted(same_far) == [[10.0, 13.5], [10.5, 14.0]]

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_open
     from ..io import open_movie
     from ..progress import Progress
+    from ..pipeline import track_frames
     from ..stream import Tracker
 
     movie = open_movie(args.movie)
@@ -35,10 +36,9 @@ def run(args: argparse.Namespace) -> int:
     with atomic_open(args.out, "w", newline="") as handle, \
             Progress(len(movie), "tracking", enabled=not args.quiet) as bar:
         writer = _UpdateWriter(handle)
-        for frame in movie:
-            writer.write(tracker.push(frame))
+        for update in track_frames(tracker, movie):
+            writer.write([update])
             bar.update()
-        writer.write(tracker.flush())
         writer.close()
         n_points = writer.n_points
         tracks = writer.n_tracks
