@@ -273,6 +273,84 @@ class Tracker:
     def _divisions(self) -> bool:
         return self.config.max_children > 1
 
+    # ------------------------------------------------------------------ checkpoint / resume
+    def checkpoint(self) -> dict:
+        """The tracker's whole state as plain values and numpy arrays (copies).
+
+        ``Tracker.resume(state)`` continues the stream exactly where it stopped: the same pushes then give
+        the same updates as an uninterrupted tracker. Save it to disk with
+        :func:`edgetrack.runtime.checkpoint.save_checkpoint`.
+        """
+        blocks = []
+        for b in self._blocks:
+            blocks.append({
+                "frame": b.frame, "first_id": b.first_id, "values": b.values.copy(),
+                "locked_parent": b.locked_parent.copy(), "child_count": b.child_count.copy(),
+                "track_id": b.track_id.copy(), "score_in": b.score_in.copy(),
+                "edges_in": {k: v.copy() for k, v in b.edges_in._asdict().items()},
+            })
+        results = None
+        if self._results:
+            results = {
+                "frame": np.array([u.frame for u in self._results], np.int64),
+                "length": np.array([len(u) for u in self._results], np.int64),
+                "values": np.concatenate([u.values for u in self._results]),
+                "track_id": np.concatenate([u.track_id for u in self._results]),
+                "parent_track_id": np.concatenate([u.parent_track_id for u in self._results]),
+                "det_id": np.concatenate([u.det_id for u in self._results]),
+                "parent_det_id": np.concatenate([u.parent_det_id for u in self._results]),
+            }
+        return {
+            "format": "edgetrack-tracker-checkpoint",
+            "version": 1,
+            "config": self.config.to_dict(),
+            "detect_config": self.detect_config.to_dict(),
+            "columns": list(self._columns) if self._columns is not None else None,
+            "frame_shape": list(self._frame_shape) if self._frame_shape is not None else None,
+            "next_frame": self._next_frame, "next_id": self._next_id, "next_track": self._next_track,
+            "n_committed_frames": self._n_committed_frames, "finished": self._finished,
+            "blocks": blocks, "results": results,
+        }
+
+    @classmethod
+    def resume(cls, state: dict) -> "Tracker":
+        """A tracker restored from :meth:`checkpoint` (or :func:`~edgetrack.runtime.checkpoint.load_checkpoint`)."""
+        if not isinstance(state, dict) or state.get("format") != "edgetrack-tracker-checkpoint":
+            raise InputError("not an edgetrack tracker checkpoint")
+        if state.get("version") != 1:
+            raise InputError(f"unsupported checkpoint version {state.get('version')!r} (this edgetrack reads 1)")
+        try:
+            tracker = cls(TrackerConfig.from_dict(state["config"]), detect=DetectConfig.from_dict(state["detect_config"]))
+            tracker._columns = tuple(state["columns"]) if state["columns"] is not None else None
+            tracker._frame_shape = tuple(state["frame_shape"]) if state["frame_shape"] is not None else None
+            tracker._next_frame = int(state["next_frame"])
+            tracker._next_id = int(state["next_id"])
+            tracker._next_track = int(state["next_track"])
+            tracker._n_committed_frames = int(state["n_committed_frames"])
+            tracker._finished = bool(state["finished"])
+            for b in state["blocks"]:
+                e = b["edges_in"]
+                edges = CandidateEdges(*(np.asarray(e[k]) for k in CandidateEdges._fields))
+                tracker._blocks.append(_Block(
+                    frame=int(b["frame"]), first_id=int(b["first_id"]), values=np.asarray(b["values"], np.float64),
+                    locked_parent=np.asarray(b["locked_parent"], np.int64),
+                    child_count=np.asarray(b["child_count"], np.int64).copy(),
+                    track_id=np.asarray(b["track_id"], np.int64).copy(), edges_in=edges,
+                    score_in=np.asarray(b["score_in"], np.float64)))
+            r = state["results"]
+            if r is not None:
+                bounds = np.concatenate([[0], np.cumsum(r["length"])])
+                columns = tracker._columns or ("y", "x")
+                for k, frame in enumerate(r["frame"]):
+                    sl = slice(int(bounds[k]), int(bounds[k + 1]))
+                    tracker._results.append(TrackUpdate(
+                        frame=int(frame), columns=columns, values=np.asarray(r["values"][sl], np.float64),
+                        track_id=np.asarray(r["track_id"][sl]), parent_track_id=np.asarray(r["parent_track_id"][sl]),
+                        det_id=np.asarray(r["det_id"][sl]), parent_det_id=np.asarray(r["parent_det_id"][sl])))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InputError(f"corrupt tracker checkpoint ({type(exc).__name__}: {exc})") from None
+        return tracker
+
     # ------------------------------------------------------------------ input conversion
     def _values_from_image(self, image: np.ndarray) -> np.ndarray:
         image = check_frame(np.asarray(image))
