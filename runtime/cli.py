@@ -23,6 +23,9 @@ COMMANDS: dict[str, str] = {
     "link": "link",
     "simulate": "simulate",
     "demo": "demo",
+    "serve": "serve",
+    "plot": "plot",
+    "export": "export",
 }
 
 

@@ -149,7 +149,9 @@ def open_movie(source: str | os.PathLike[str] | np.ndarray) -> Movie:
     """Open a movie for frame-by-frame reading.
 
     ``source`` is a multi-page TIFF (``.tif``/``.tiff``), a folder of single-frame TIFF/PNG files, a
-    ``.npy`` file holding a (T, H, W) array, or an in-memory (T, H, W) array.
+    ``.npy`` file holding a (T, H, W) array, or an in-memory (T, H, W) array. OME-TIFF (``.ome.tif``)
+    and zarr stores (``.zarr``: OME-Zarr or a plain (T, Y, X) array) are read by
+    :mod:`edgetrack.runtime.io_ome` (first channel and z plane; physical units in ``movie.units``).
     """
     if isinstance(source, np.ndarray):
         return _movie_from_array("array", source)
@@ -157,11 +159,19 @@ def open_movie(source: str | os.PathLike[str] | np.ndarray) -> Movie:
     if not path.exists():
         raise FileReadError(f"{path}: no such file or folder")
     if path.is_dir():
+        from .io_ome import is_zarr, open_ome_zarr
+
+        if is_zarr(path):  # OME-Zarr or a plain zarr array (T, Y, X)
+            return open_ome_zarr(path)
         return _open_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         if path.stat().st_size == 0:
             raise FileReadError(f"{path}: the file is empty")
+        if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+            from .io_ome import open_ome_tiff
+
+            return open_ome_tiff(path)  # one channel and z plane, with physical units
         return _open_tiff(path)
     if suffix == ".npy":
         try:
