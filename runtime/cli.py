@@ -23,9 +23,7 @@ COMMANDS: dict[str, str] = {
     "link": "link",
     "simulate": "simulate",
     "demo": "demo",
-    "serve": "serve",
-    "plot": "plot",
-    "export": "export",
+    "magik-predict": "magik_predict",
 }
 
 

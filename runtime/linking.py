@@ -25,6 +25,8 @@ from .config import require
 from .errors import ConfigError, InputError
 from .link_greedy import link_greedy
 from .link_lap import link_lap
+from .link_magik_post import link_magik_post
+from . import magik as _magik  # noqa: F401  registers the "magik" scorer (its model loads on first use)
 
 __all__ = ["LINKERS", "get_linker", "validate_link_inputs", "LinkInputs", "UNDECIDED", "NO_PARENT"]
 
@@ -34,6 +36,7 @@ NO_PARENT = -1
 LINKERS: dict[str, Callable[..., np.ndarray]] = {
     "greedy": link_greedy,
     "lap": link_lap,
+    "magik_post": link_magik_post,
 }
 
 

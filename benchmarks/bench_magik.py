@@ -1,0 +1,219 @@
+"""MAGIK against the distance-only baseline (and trackpy / LapTrack): link accuracy over crowding,
+inference latency per window, node regression and global classification.
+
+Crowding (as in Pineda et al. 2023, Extended Data Fig. 4): 30 particles in 32 x 32 px, D = 0.1
+px^2/frame scaled by the frame interval dt (0.5 .. 32), so the crowding c = rho D dt runs from
+0.0015 to 0.094 (rho = 30 / 1024 px^-2). Detections come from ``simulate_detections`` (5% missed,
+0.1 px localisation error). Every method gets the same candidate radius
+``max_distance = 4 sqrt(2 D dt) + 0.2`` px and gap closing over one missing frame; the distance
+baseline gets the true step (``step_sigma = sqrt(2 D dt)``, an oracle setting). Scores:
+:func:`edgetrack.runtime.metrics.link_metrics` (link F1 and Jaccard).
+
+    python benchmarks/bench_magik.py crowding --seeds 3 --frames 50
+    python benchmarks/bench_magik.py latency
+    python benchmarks/bench_magik.py nodes
+    python benchmarks/bench_magik.py motion
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+RHO = 30 / 32**2
+DTS = (0.5, 1, 2, 4, 8, 16, 32)
+
+
+def _tracks_edgetrack(det: pd.DataFrame, **options) -> pd.DataFrame:
+    from edgetrack.runtime.stream import link_detections
+
+    return link_detections(det, **options)
+
+
+def _tracks_trackpy(det: pd.DataFrame, md: float) -> pd.DataFrame:
+    import trackpy
+
+    trackpy.quiet()
+    linked = trackpy.link(det[["frame", "y", "x"]].copy(), search_range=md, memory=1,
+                          adaptive_stop=0.2 * md, adaptive_step=0.9)
+    return linked.rename(columns={"particle": "track_id"})
+
+
+def _tracks_laptrack(det: pd.DataFrame, md: float) -> pd.DataFrame:
+    from laptrack import LapTrack
+
+    lt = LapTrack(metric="sqeuclidean", cutoff=md**2, gap_closing_cutoff=md**2, gap_closing_max_frame_count=1,
+                  splitting_cutoff=False, merging_cutoff=False)
+    track_df, _, _ = lt.predict_dataframe(det[["frame", "y", "x"]].copy(), coordinate_cols=["y", "x"],
+                                          only_coordinate_cols=False)
+    return track_df.rename(columns={"track_id": "track_id"})[["frame", "y", "x", "track_id"]]
+
+
+def crowding(args) -> list[dict]:
+    from edgetrack.runtime.magik import MagikScorer  # noqa: F401  (registers the scorer)
+    from edgetrack.runtime.metrics import link_metrics
+    from edgetrack.training.simulate import simulate_detections
+
+    methods = {
+        "distance+lap": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, step_sigma=s, linker="lap"),
+        "distance+greedy": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, step_sigma=s, linker="greedy"),
+        "magik+lap": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, scorer="magik", linker="lap",
+                                                          window=args.window),
+        "magik+post": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, scorer="magik",
+                                                           linker="magik_post", window=args.window),
+    }
+    if args.peers:
+        methods["trackpy"] = lambda det, md, s: _tracks_trackpy(det, md)
+        methods["laptrack"] = lambda det, md, s: _tracks_laptrack(det, md)
+    rows = []
+    for dt in args.dts:
+        d = 0.1 * dt
+        step = math.sqrt(2 * d)
+        md = 4 * step + 0.2
+        for seed in range(args.seeds):
+            det, truth = simulate_detections(shape=(32, 32), n_spots=30, D_range=(d, d), n_frames=args.frames,
+                                             seed=1000 + seed)
+            for name, fn in methods.items():
+                t0 = time.perf_counter()
+                tracks = fn(det, md, step)
+                sec = time.perf_counter() - t0
+                m = link_metrics(truth, tracks, max_distance=0.5)
+                rows.append({"dt": dt, "c": RHO * d, "seed": seed, "method": name, "f1": m["f1"],
+                             "jaccard": m["jaccard"], "seconds": sec})
+    table = pd.DataFrame(rows)
+    summary = table.groupby(["dt", "c", "method"])[["f1", "jaccard"]].mean().unstack("method")
+    with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 3):
+        print(summary)
+    return rows
+
+
+def _window_nodes(n: int, rng: np.random.Generator, n_frames: int = 5, rho: float = 0.03):
+    side = math.sqrt(n / n_frames / rho)
+    frame = np.repeat(np.arange(n_frames), n // n_frames).astype(np.int64)
+    y = rng.uniform(0, side, len(frame))
+    x = rng.uniform(0, side, len(frame))
+    return frame, y, x
+
+
+def latency(args) -> list[dict]:
+    import torch
+
+    from edgetrack.runtime.graph import build_graph
+    from edgetrack.runtime.magik import graph_inputs
+    from edgetrack.runtime.models import load_model
+    from edgetrack.training.magik.export import INPUTS, Exported
+    from edgetrack.training.magik.train import build_model
+
+    torch.set_num_threads(args.threads)
+    model = load_model("magik_link", provider="cpu", threads=args.threads)
+    torch.manual_seed(0)
+    eager = Exported(build_model("link"), "edge").eval()
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in args.sizes:
+        frame, y, x = _window_nodes(n, rng)
+        md = 4.0
+        edges = build_graph(frame, y, x, md, 2)
+        for chunk in (64, 0):
+            t_build = time.perf_counter()
+            g = graph_inputs(frame, y, x, edges, md, chunk)
+            t_build = time.perf_counter() - t_build
+            feed = g.inputs
+            model.run(feed)
+            ort_t = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                model.run(feed)
+                ort_t.append(time.perf_counter() - t0)
+            tens = tuple(torch.from_numpy(feed[k]) for k in INPUTS)
+            with torch.no_grad():
+                eager(*tens)
+                pt_t = []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    eager(*tens)
+                    pt_t.append(time.perf_counter() - t0)
+            row = {"nodes": n, "edges": int(len(edges.src)), "chunk": chunk or "all-pairs",
+                   "features_ms": 1e3 * t_build, "onnxruntime_ms": 1e3 * float(np.median(ort_t)),
+                   "pytorch_eager_ms": 1e3 * float(np.median(pt_t)), "provider": model.provider}
+            rows.append(row)
+            print(row, flush=True)
+    return rows
+
+
+def nodes(args) -> dict:
+    from edgetrack.runtime.magik import predict_nodes
+    from edgetrack.training.magik.data import NO_AUGMENT, diffusion_graph
+
+    rng = np.random.default_rng(12345)
+    errs = []
+    for _ in range(args.videos):
+        g = diffusion_graph(rng, NO_AUGMENT)
+        det = pd.DataFrame({"frame": g.frame, "y": g.y, "x": g.x})
+        out = predict_nodes(det)
+        errs.append(np.abs(out["sqrt_2D"].to_numpy() - g.node_target[:, 0]))
+    err = np.concatenate(errs)
+    result = {"videos": args.videos, "detections": int(len(err)), "mae_sqrt_2D": float(err.mean()),
+              "median_abs_error": float(np.median(err))}
+    print(result)
+    return result
+
+
+def motion(args) -> dict:
+    from edgetrack.runtime.magik import predict_global
+    from edgetrack.training.magik.data import MOTION_CLASSES, NO_AUGMENT, motion_graph
+
+    rng = np.random.default_rng(12345)
+    k = len(MOTION_CLASSES)
+    conf = np.zeros((k, k), np.int64)
+    frac = []
+    for i in range(args.videos):
+        g = motion_graph(rng, NO_AUGMENT, mixed=0.0 if i % 2 == 0 else 1.0)
+        det = pd.DataFrame({"frame": g.frame, "y": g.y, "x": g.x})
+        out = predict_global(det)
+        p = out[[f"p_{c}" for c in MOTION_CLASSES]].to_numpy()[0]
+        if g.global_target.max() > 0.999:
+            conf[int(np.argmax(g.global_target)), int(np.argmax(p))] += 1
+        else:
+            frac.append(float(np.abs(p - g.global_target).mean()))
+    result = {"classes": list(MOTION_CLASSES), "accuracy": float(np.trace(conf) / max(1, conf.sum())),
+              "confusion_rows_truth_cols_pred": conf.tolist(), "fraction_mae": float(np.mean(frac)) if frac else None,
+              "single_model_videos": int(conf.sum()), "mixed_videos": len(frac)}
+    print(result)
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("crowding")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--frames", type=int, default=50)
+    p.add_argument("--dts", type=float, nargs="+", default=list(DTS))
+    p.add_argument("--window", type=int, default=3)
+    p.add_argument("--peers", action="store_true", help="also trackpy and LapTrack")
+    p = sub.add_parser("latency")
+    p.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 2000])
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("nodes")
+    p.add_argument("--videos", type=int, default=20)
+    p = sub.add_parser("motion")
+    p.add_argument("--videos", type=int, default=60)
+    parser.add_argument("--json", default=None, help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    result = {"crowding": crowding, "latency": latency, "nodes": nodes, "motion": motion}[args.what](args)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

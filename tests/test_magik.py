@@ -1,0 +1,286 @@
+"""MAGIK: ONNX export parity, a tiny training run, model loading checks, the scorer in the Tracker,
+the post-processing linker and the linking-free predictions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from edgetrack.runtime.errors import ConfigError, InputError, ModelError
+from edgetrack.runtime.graph import build_graph
+from edgetrack.runtime.link_magik_post import link_magik_post
+from edgetrack.runtime.magik import MagikScorer, chunk_order, graph_inputs
+from edgetrack.runtime.models import clear_cache, load_model, model_names
+
+
+def _has_model(name: str) -> bool:
+    try:
+        return name in model_names()
+    except ModelError:
+        return False
+
+
+needs_link_model = pytest.mark.skipif(not _has_model("magik_link"), reason="magik_link is not exported")
+
+
+# ---------------------------------------------------------------- feature building (no torch)
+def test_graph_inputs_chunks_keep_every_node_once():
+    rng = np.random.default_rng(0)
+    n = 203
+    frame = np.sort(rng.integers(0, 5, n))
+    y, x = rng.uniform(0, 40, n), rng.uniform(0, 40, n)
+    edges = build_graph(frame, y, x, 4.0, 2)
+    full = graph_inputs(frame, y, x, edges, 4.0, chunk=0)
+    chunked = graph_inputs(frame, y, x, edges, 4.0, chunk=16)
+    assert full.inputs["node_mask"].shape == (1, n)
+    assert chunked.inputs["node_mask"].shape == (13, 16)  # 203 nodes padded to 208
+    assert chunked.inputs["node_mask"].sum() == n
+    assert sorted(chunked.position.tolist()) == list(range(n))
+    # the same node features, moved to their chunk positions; padding rows are zero
+    np.testing.assert_array_equal(chunked.inputs["node_features"][chunked.position], full.inputs["node_features"])
+    assert not chunked.inputs["node_features"][n:].any()
+    # edges point at the moved nodes
+    np.testing.assert_array_equal(chunked.inputs["edge_index"][0], chunked.position[edges.src])
+    nf = full.inputs["node_features"]
+    assert nf.min() >= 0 and nf.max() <= 1
+    ef = full.inputs["edge_features"]
+    assert np.all(ef[:, 0] <= 1.0 + 1e-6) and set(np.unique(ef[:, 3])) <= {0.0, 1.0}
+
+
+def test_chunk_order_groups_nearby_points():
+    rng = np.random.default_rng(1)
+    y, x = rng.uniform(0, 100, 400), rng.uniform(0, 100, 400)
+    order = chunk_order(np.zeros(400, np.int64), y, x, cell=5.0)
+    pts = np.column_stack([y, x])[order].reshape(25, 16, 2)
+    spread = np.mean([np.ptp(c[:, 0]) + np.ptp(c[:, 1]) for c in pts])
+    assert spread < 60  # random chunks of 16 points would span ~170 px (y + x)
+
+
+def test_graph_inputs_rejects_bad_input():
+    edges = build_graph(np.array([0, 1]), np.array([0.0, 1.0]), np.array([0.0, 1.0]), 3.0, 1)
+    with pytest.raises(InputError):
+        graph_inputs(np.array([0, 1]), np.array([0.0, np.nan]), np.array([0.0, 1.0]), edges, 3.0)
+    with pytest.raises(InputError):
+        graph_inputs(np.array([0, 1]), np.array([0.0, 1.0]), np.array([0.0, 1.0]), edges, -1.0)
+    with pytest.raises(ConfigError):
+        graph_inputs(np.array([0, 1]), np.array([0.0, 1.0]), np.array([0.0, 1.0]), edges, 3.0, chunk=-2)
+
+
+# ---------------------------------------------------------------- post-processing linker
+def _post(node_frame, src, dst, score, max_children=1, locked=None):
+    node_frame = np.asarray(node_frame, np.int64)
+    src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
+    n = len(node_frame)
+    lp = np.full(n, -2, np.int64) if locked is None else np.asarray(locked, np.int64)
+    return link_magik_post(node_frame, src, dst, node_frame[dst] - node_frame[src], np.asarray(score, float), lp,
+                           np.zeros(n, np.int64), max_children=max_children)
+
+
+def test_post_keeps_links_from_half_and_prefers_short_gaps():
+    # nodes: 0 (frame 0), 1 (frame 1), 2 (frame 2)
+    parent = _post([0, 1, 2], [0, 1, 0], [1, 2, 2], [0.49, 0.6, 0.99])
+    # 0->1 is below 0.5; 1->2 (dt 1, 0.6) wins over 0->2 (dt 2, 0.99): shortest gap first
+    assert parent.tolist() == [-1, -1, 1]
+
+
+def test_post_highest_score_within_a_gap_and_divisions():
+    # node 0 in frame 0; nodes 1, 2 in frame 1
+    parent = _post([0, 1, 1], [0, 0], [1, 2], [0.7, 0.9])
+    assert parent.tolist() == [-1, -1, 0]
+    parent = _post([0, 1, 1], [0, 0], [1, 2], [0.7, 0.9], max_children=2)
+    assert parent.tolist() == [-1, 0, 0]  # two children: a division
+
+
+def test_post_respects_locked_parents_and_is_registered():
+    from edgetrack.runtime.linking import get_linker
+
+    assert get_linker("magik_post") is link_magik_post
+    parent = _post([0, 1], [0], [1], [0.9], locked=[-1, -1])
+    assert parent.tolist() == [-1, -1]
+    with pytest.raises(InputError):
+        _post([0, 1], [0], [1], [1.5])
+
+
+# ---------------------------------------------------------------- model files
+@needs_link_model
+def test_load_model_checks_sha256(tmp_path):
+    from edgetrack.runtime.models import models_dir
+
+    for name in ("magik_link.onnx", "manifest.json"):
+        shutil.copy(models_dir() / name, tmp_path / name)
+    model = load_model("magik_link", folder=tmp_path, provider="cpu")
+    assert model.provider == "CPUExecutionProvider"
+    clear_cache()
+    data = bytearray((tmp_path / "magik_link.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "magik_link.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        load_model("magik_link", folder=tmp_path)
+    (tmp_path / "magik_link.onnx").unlink()
+    with pytest.raises(ModelError, match="missing"):
+        load_model("magik_link", folder=tmp_path)
+    with pytest.raises(ModelError, match="no exported model"):
+        load_model("no_such_model", folder=tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match="manifest"):
+        load_model("magik_link", folder=tmp_path)
+
+
+@needs_link_model
+def test_default_provider_really_works():
+    import onnxruntime as ort
+
+    model = load_model("magik_link")
+    assert model.provider in ort.get_available_providers()
+    assert model.session.get_providers()[0] == model.provider
+
+
+# ---------------------------------------------------------------- scorer inside the Tracker
+def _detections(seed=0, n_frames=12):
+    from edgetrack.training.simulate import simulate_detections
+
+    return simulate_detections(shape=(48, 48), n_spots=25, D_range=(0.3, 0.3), n_frames=n_frames, seed=seed)
+
+
+@needs_link_model
+@pytest.mark.parametrize("linker", ["lap", "greedy", "magik_post"])
+def test_tracker_with_magik_scorer(linker):
+    from edgetrack.runtime.metrics import link_metrics
+    from edgetrack.runtime.stream import link_detections
+
+    det, truth = _detections()
+    tracks = link_detections(det, max_distance=3.0, scorer="magik", linker=linker)
+    assert len(tracks) == len(det)
+    m = link_metrics(truth, tracks, max_distance=0.5)
+    assert m["f1"] > 0.8, m
+
+
+@needs_link_model
+def test_scorer_scores_are_probabilities_and_match_all_pairs_closely():
+    det, _ = _detections(seed=2, n_frames=5)
+    frame = det["frame"].to_numpy()
+    values = det[["y", "x"]].to_numpy()
+    edges = build_graph(frame, values[:, 0], values[:, 1], 3.0, 2)
+    chunked = MagikScorer(max_distance=3.0, chunk=16).score_window(frame, values, ("y", "x"), edges)
+    exact = MagikScorer(max_distance=3.0, chunk=0).score_window(frame, values, ("y", "x"), edges)
+    assert chunked.shape == (len(edges.src),) and chunked.dtype == np.float64
+    assert chunked.min() >= 0 and chunked.max() <= 1
+    assert np.mean(np.abs(chunked - exact)) < 0.05
+    with pytest.raises(ConfigError):
+        MagikScorer().score(edges)
+
+
+def test_stream_imports_and_magik_loads_lazily(tmp_path):
+    """No model file is needed to import the runtime or create the scorer; a missing model fails on first use."""
+    from edgetrack.runtime.stream import Tracker
+
+    tracker = Tracker(scorer="magik", max_distance=3.0)  # nothing is loaded yet
+    scorer = MagikScorer(folder=str(tmp_path))
+    det, _ = _detections(n_frames=3)
+    frame = det["frame"].to_numpy()
+    values = det[["y", "x"]].to_numpy()
+    edges = build_graph(frame, values[:, 0], values[:, 1], 3.0, 2)
+    with pytest.raises(ModelError):
+        scorer.score_window(frame, values, ("y", "x"), edges)
+    assert tracker.config.scorer == "magik"
+
+
+@needs_link_model
+def test_runtime_magik_does_not_import_torch():
+    script = textwrap.dedent(
+        """
+        import sys
+        from edgetrack.runtime.stream import link_detections
+        from edgetrack.training.simulate import simulate_detections
+
+        det, truth = simulate_detections(shape=(32, 32), n_spots=10, D_range=(0.2, 0.2), n_frames=6, seed=1)
+        tracks = link_detections(det, max_distance=3.0, scorer="magik", linker="magik_post")
+        assert len(tracks) == len(det)
+        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")], "torch was imported"
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+# ---------------------------------------------------------------- training side (torch)
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+
+@pytest.mark.parametrize("kind", ["edge", "node", "global"])
+def test_onnx_parity_on_random_graphs(tmp_path, kind):
+    from edgetrack.training.magik.export import export_onnx, parity
+    from edgetrack.training.magik.model import Magik, MagikConfig
+
+    torch.manual_seed(0)
+    cfg = MagikConfig(edge_out=int(kind == "edge"), node_out=int(kind == "node"), global_out=3 * (kind == "global"))
+    model = Magik(cfg).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, kind, path)
+    assert parity(model, kind, path, sizes=(1, 5, 130, 600), chunks=(0, 16, 64)) <= 1e-4
+
+
+def test_ablations_export_and_match(tmp_path):
+    from edgetrack.training.magik.export import export_onnx, parity
+    from edgetrack.training.magik.model import Magik, MagikConfig
+
+    torch.manual_seed(1)
+    model = Magik(MagikConfig(receptive_field=False, attention=False)).eval()
+    export_onnx(model, "edge", tmp_path / "a.onnx")
+    assert parity(model, "edge", tmp_path / "a.onnx", sizes=(10, 200), chunks=(0, 32)) <= 1e-4
+
+
+def test_receptive_field_parameters_stay_in_range():
+    from edgetrack.training.magik.model import BETA_RANGE, SIGMA_RANGE, Magik
+
+    model = Magik()
+    block = model.blocks[0]
+    assert abs(float(block.sigma.detach()) - 0.5) < 1e-5 and abs(float(block.beta.detach()) - 4.0) < 1e-4
+    with torch.no_grad():
+        block.raw_sigma.fill_(50.0)
+        block.raw_beta.fill_(-50.0)
+    assert SIGMA_RANGE[0] <= float(block.sigma.detach()) <= SIGMA_RANGE[1]
+    assert BETA_RANGE[0] <= float(block.beta.detach()) <= BETA_RANGE[1]
+
+
+def test_link_labels_mark_consecutive_detections():
+    from edgetrack.training.magik.data import link_labels
+
+    frame = np.array([0, 0, 1, 2, 3])
+    track = np.array([7, 8, 7, 8, 7])
+    y = np.array([0.0, 5.0, 0.5, 5.5, 1.0])
+    edges = build_graph(frame, y, np.zeros(5), 3.0, 2)
+    labels = link_labels(frame, track, edges, 2)
+    truth = {(0, 2), (1, 3), (2, 4)}  # 8 skips frame 1 (a gap of 2 frames)
+    got = {(int(s), int(d)) for s, d, lab in zip(edges.src, edges.dst, labels) if lab}
+    assert got == truth
+
+
+def test_tiny_training_run_exports_and_loads(tmp_path):
+    from edgetrack.training.magik.cli import train_and_export
+
+    entry = train_and_export("link", 0, tmp_path, steps=4, eval_graphs=2, command="test", parity_sizes=(3, 120))
+    assert entry["parity_max_abs_diff"] <= 1e-4
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [m["name"] for m in manifest["models"]] == ["magik_link"]
+    assert entry["opset"] >= 17 and entry["size_bytes"] < 10e6
+    assert {i["name"] for i in entry["inputs"]} == {"node_features", "edge_features", "edge_index", "node_mask"}
+    clear_cache()
+    scorer = MagikScorer(folder=str(tmp_path), max_distance=3.0)
+    det, _ = _detections(n_frames=4)
+    frame = det["frame"].to_numpy()
+    values = det[["y", "x"]].to_numpy()
+    edges = build_graph(frame, values[:, 0], values[:, 1], 3.0, 2)
+    score = scorer.score_window(frame, values, ("y", "x"), edges)
+    assert score.shape == (len(edges.src),)
+    assert scorer.provider == "CPUExecutionProvider" or scorer.provider.endswith("ExecutionProvider")
