@@ -24,6 +24,9 @@ COMMANDS: dict[str, str] = {
     "simulate": "simulate",
     "demo": "demo",
     "magik-predict": "magik_predict",
+    "serve": "serve",
+    "plot": "plot",
+    "export": "export",
 }
 
 
