@@ -67,20 +67,45 @@ def _row_pass(
     for j in range(w):
         smooth_out[j] = 0.0
         box_out[j] = 0.0
-    for k in range(2 * r + 1):
+    # Taps in groups of four: one read-modify-write of the output per group.
+    n_taps = 2 * r + 1
+    k = 0
+    while k + 4 <= n_taps:
+        g0 = kernel[k]
+        g1 = kernel[k + 1]
+        g2 = kernel[k + 2]
+        g3 = kernel[k + 3]
+        s0 = buf[pad - r + k:pad - r + k + w]
+        s1 = buf[pad - r + k + 1:pad - r + k + 1 + w]
+        s2 = buf[pad - r + k + 2:pad - r + k + 2 + w]
+        s3 = buf[pad - r + k + 3:pad - r + k + 3 + w]
+        for j in range(w):
+            smooth_out[j] += g0 * s0[j] + g1 * s1[j] + g2 * s2[j] + g3 * s3[j]
+        k += 4
+    while k < n_taps:
         g = kernel[k]
         src = buf[pad - r + k:pad - r + k + w]
         for j in range(w):
             smooth_out[j] += g * src[j]
+        k += 1
     # Box sum from pair sums: b + 1 passes instead of 2b + 1.
     n_pair = w + 2 * pad - 1
     pairs = pair[:n_pair]
     for j in range(n_pair):
         pairs[j] = buf[j] + buf[j + 1]
-    for k in range(box_half):
+    k = 0
+    while k + 3 <= box_half:
+        s0 = pairs[pad - box_half + 2 * k:pad - box_half + 2 * k + w]
+        s1 = pairs[pad - box_half + 2 * k + 2:pad - box_half + 2 * k + 2 + w]
+        s2 = pairs[pad - box_half + 2 * k + 4:pad - box_half + 2 * k + 4 + w]
+        for j in range(w):
+            box_out[j] += s0[j] + s1[j] + s2[j]
+        k += 3
+    while k < box_half:
         src = pairs[pad - box_half + 2 * k:pad - box_half + 2 * k + w]
         for j in range(w):
             box_out[j] += src[j]
+        k += 1
     src = buf[pad + box_half:pad + box_half + w]
     for j in range(w):
         box_out[j] += src[j]
@@ -123,11 +148,26 @@ def bandpass(
                     acc[j] += src[j]
         for j in range(w):
             line[j] = np.float32(-acc[j] * inv_area)
-        for k in range(2 * r + 1):
+        n_taps = 2 * r + 1
+        k = 0
+        while k + 4 <= n_taps:
+            g0 = kernel[k]
+            g1 = kernel[k + 1]
+            g2 = kernel[k + 2]
+            g3 = kernel[k + 3]
+            s0 = ring_s[(i - r + k + p) % n_ring]
+            s1 = ring_s[(i - r + k + 1 + p) % n_ring]
+            s2 = ring_s[(i - r + k + 2 + p) % n_ring]
+            s3 = ring_s[(i - r + k + 3 + p) % n_ring]
+            for j in range(w):
+                line[j] += g0 * s0[j] + g1 * s1[j] + g2 * s2[j] + g3 * s3[j]
+            k += 4
+        while k < n_taps:
             g = kernel[k]
             src = ring_s[(i - r + k + p) % n_ring]
             for j in range(w):
                 line[j] += g * src[j]
+            k += 1
         orow = out[i]
         for j in range(w):
             orow[j] = line[j]
@@ -545,6 +585,34 @@ def _solve(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _pair_factors(
+    start: int, n: int, c1: float, c2: float, inv2s2: float, q: float, out: np.ndarray, offset_first: bool
+) -> None:
+    """The five distinct 1-D factors of :func:`_fit_pair` over pixels start..start+n-1: with
+    ``offset_first`` (y) g1 d1, g1, g2 d2, g2, 1, else (x) g1, g1 d1, g2, g2 d2, 1; d = pixel -
+    centre, g the unit-peak Gaussian (by the recurrence of :func:`_gauss_axis`)."""
+    d1 = float(start) - c1
+    d2 = float(start) - c2
+    g1 = np.exp(-d1 * d1 * inv2s2)
+    g2 = np.exp(-d2 * d2 * inv2s2)
+    r1 = np.exp(-(2.0 * d1 + 1.0) * inv2s2)
+    r2 = np.exp(-(2.0 * d2 + 1.0) * inv2s2)
+    a = 0 if offset_first else 1
+    for k in range(n):
+        out[a, k] = g1 * d1
+        out[1 - a, k] = g1
+        out[2 + a, k] = g2 * d2
+        out[3 - a, k] = g2
+        out[4, k] = 1.0
+        g1 *= r1
+        r1 *= q
+        g2 *= r2
+        r2 *= q
+        d1 += 1.0
+        d2 += 1.0
+
+
+@njit(cache=True, nogil=True)
 def _fit_pair(
     img: np.ndarray,
     model: np.ndarray,
@@ -581,14 +649,29 @@ def _fit_pair(
     oy1, ox1, oa1 = y1, x1, a1
     oy2, ox2, oa2 = y2, x2, a2
     m = 2 * (fit_r + render_r) + 4
-    fy = np.empty((7, m), np.float64)  # separable factors of the 7 Jacobian columns
-    fx = np.empty((7, m), np.float64)
-    own = np.empty((4, m), np.float64)
-    rows = np.empty((5, m), np.float64)  # per-row data sums against the 5 distinct x factors
+    # Every Jacobian column is a product of a y factor and an x factor. Columns: 0 y1, 1 x1,
+    # 2 A1, 3 y2, 4 x2, 5 A2, 6 b. Distinct y factors: g1 dy1, g1, g2 dy2, g2, 1; distinct x
+    # factors: g1, g1 dx1, g2, g2 dx2, 1 (unscaled; the scales A/sigma^2 come in later).
+    yi = np.array([0, 1, 1, 2, 3, 3, 4])
+    xi = np.array([0, 1, 0, 2, 3, 2, 4])
+    fy = np.empty((5, m), np.float64)
+    fx = np.empty((5, m), np.float64)
+    gy = np.empty((5, 5), np.float64)  # Gram matrices of the factors
+    gx = np.empty((5, 5), np.float64)
+    rows = np.empty((5, m), np.float64)  # per-row data sums against the x factors
+    # The old renderings along each axis, over their whole windows (computed once).
+    nr = 2 * render_r + 1
+    own = np.empty((4, nr), np.float64)
+    _own_axis(r1y - render_r, nr, oy1, inv2s2, r1y - render_r, r1y + render_r + 1, own[0])
+    _own_axis(r1x - render_r, nr, ox1, inv2s2, r1x - render_r, r1x + render_r + 1, own[1])
+    _own_axis(r2y - render_r, nr, oy2, inv2s2, r2y - render_r, r2y + render_r + 1, own[2])
+    _own_axis(r2x - render_r, nr, ox2, inv2s2, r2x - render_r, r2x + render_r + 1, own[3])
+    wy = np.empty((2, m), np.float64)
+    wx = np.empty((2, m), np.float64)
     jtj = np.empty((7, 7), np.float64)
     rhs = np.empty(7, np.float64)
     scale = np.empty(7, np.float64)
-    xcol = np.array([0, 1, 0, 2, 3, 2, 4])  # the row sum that goes with each column's x factor
+    q = np.exp(-2.0 * inv2s2)
     b = 0.0
     ok = False
     for it in range(max_iter + 1):
@@ -602,58 +685,54 @@ def _fit_pair(
         nx = min(max(c1x, c2x) + fit_r + 1, w) - x0
         if ny > m or nx > m:
             break  # the two drifted apart: leave them to the single-spot fits
-        _own_axis(y0, ny, oy1, inv2s2, r1y - render_r, r1y + render_r + 1, own[0])
-        _own_axis(x0, nx, ox1, inv2s2, r1x - render_r, r1x + render_r + 1, own[1])
-        _own_axis(y0, ny, oy2, inv2s2, r2y - render_r, r2y + render_r + 1, own[2])
-        _own_axis(x0, nx, ox2, inv2s2, r2x - render_r, r2x + render_r + 1, own[3])
-        # Columns: 0 y1, 1 x1, 2 A1, 3 y2, 4 x2, 5 A2, 6 b (factors without their scales).
+        _pair_factors(y0, ny, y1, y2, inv2s2, q, fy, True)
+        _pair_factors(x0, nx, x1, x2, inv2s2, q, fx, False)
+        # Old renderings over this window (0 outside their own windows).
         for k in range(ny):
-            d1 = float(y0 + k) - y1
-            d2 = float(y0 + k) - y2
-            g1 = np.exp(-d1 * d1 * inv2s2)
-            g2 = np.exp(-d2 * d2 * inv2s2)
-            fy[0, k] = g1 * d1
-            fy[1, k] = g1
-            fy[2, k] = g1
-            fy[3, k] = g2 * d2
-            fy[4, k] = g2
-            fy[5, k] = g2
-            fy[6, k] = 1.0
+            i1 = y0 + k - (r1y - render_r)
+            i2 = y0 + k - (r2y - render_r)
+            wy[0, k] = oa1 * own[0, i1] if 0 <= i1 < nr else 0.0
+            wy[1, k] = oa2 * own[2, i2] if 0 <= i2 < nr else 0.0
         for k in range(nx):
-            d1 = float(x0 + k) - x1
-            d2 = float(x0 + k) - x2
-            g1 = np.exp(-d1 * d1 * inv2s2)
-            g2 = np.exp(-d2 * d2 * inv2s2)
-            fx[0, k] = g1
-            fx[1, k] = g1 * d1
-            fx[2, k] = g1
-            fx[3, k] = g2
-            fx[4, k] = g2 * d2
-            fx[5, k] = g2
-            fx[6, k] = 1.0
-        # Data sums per row against the distinct x factors (g1, g1 dx1, g2, g2 dx2, 1).
+            i1 = x0 + k - (r1x - render_r)
+            i2 = x0 + k - (r2x - render_r)
+            wx[0, k] = own[1, i1] if 0 <= i1 < nr else 0.0
+            wx[1, k] = own[3, i2] if 0 <= i2 < nr else 0.0
+        # Data sums per row against the x factors (the data: img - model + both old spots).
         for ky in range(ny):
             irow = img[y0 + ky, x0:x0 + nx]
             mrow = model[y0 + ky, x0:x0 + nx]
-            w1 = oa1 * own[0, ky]
-            w2 = oa2 * own[2, ky]
+            w1 = wy[0, ky]
+            w2 = wy[1, ky]
             t0 = 0.0
             t1 = 0.0
             t2 = 0.0
             t3 = 0.0
             t4 = 0.0
             for kx in range(nx):
-                d = float(irow[kx]) - float(mrow[kx]) + w1 * own[1, kx] + w2 * own[3, kx]
+                d = float(irow[kx]) - float(mrow[kx]) + w1 * wx[0, kx] + w2 * wx[1, kx]
                 t0 += d * fx[0, kx]
                 t1 += d * fx[1, kx]
-                t2 += d * fx[3, kx]
-                t3 += d * fx[4, kx]
+                t2 += d * fx[2, kx]
+                t3 += d * fx[3, kx]
                 t4 += d
             rows[0, ky] = t0
             rows[1, ky] = t1
             rows[2, ky] = t2
             rows[3, ky] = t3
             rows[4, ky] = t4
+        for f1 in range(5):
+            for f2 in range(f1, 5):
+                sy = 0.0
+                for k in range(ny):
+                    sy += fy[f1, k] * fy[f2, k]
+                sx = 0.0
+                for k in range(nx):
+                    sx += fx[f1, k] * fx[f2, k]
+                gy[f1, f2] = sy
+                gy[f2, f1] = sy
+                gx[f1, f2] = sx
+                gx[f2, f1] = sx
         scale[0] = a1 * inv_s2
         scale[1] = a1 * inv_s2
         scale[2] = 1.0
@@ -664,16 +743,10 @@ def _fit_pair(
         for c in range(7):
             sd = 0.0
             for k in range(ny):
-                sd += fy[c, k] * rows[xcol[c], k]
+                sd += fy[yi[c], k] * rows[xi[c], k]
             rhs[c] = scale[c] * sd
             for c2 in range(c, 7):
-                sy = 0.0
-                for k in range(ny):
-                    sy += fy[c, k] * fy[c2, k]
-                sx = 0.0
-                for k in range(nx):
-                    sx += fx[c, k] * fx[c2, k]
-                jtj[c, c2] = scale[c] * scale[c2] * sy * sx
+                jtj[c, c2] = scale[c] * scale[c2] * gy[yi[c], yi[c2]] * gx[xi[c], xi[c2]]
                 jtj[c2, c] = jtj[c, c2]
         # Residual side: J^T (d - A1 g1 - A2 g2 - b); columns 2, 5, 6 are g1, g2 and 1.
         for c in range(7):
@@ -797,9 +870,29 @@ def _near(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, r
     """True for each live spot within ``radius`` px of another spot where one of the two is a
     seed (a seed that is no longer alive still flags its live neighbours)."""
     n = ys.shape[0]
-    order = _argsort(ys)
     flag = np.zeros(n, np.bool_)
+    if n == 0:
+        return flag
+    # Spots in order of their pixel row (a counting sort): a candidate neighbour further down
+    # than radius + 1 px ends the scan, since rows only grow along the order.
+    lo = int(np.floor(ys[0]))
+    hi = lo
+    for i in range(n):
+        r = int(np.floor(ys[i]))
+        lo = min(lo, r)
+        hi = max(hi, r)
+    start = np.zeros(hi - lo + 2, np.int64)
+    for i in range(n):
+        start[int(np.floor(ys[i])) - lo + 1] += 1
+    for k in range(1, hi - lo + 2):
+        start[k] += start[k - 1]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        k = int(np.floor(ys[i])) - lo
+        order[start[k]] = i
+        start[k] += 1
     r2 = radius * radius
+    reach = radius + 1.0
     for a in range(n):
         i = order[a]
         if not (alive[i] or seed[i]):
@@ -807,7 +900,7 @@ def _near(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, r
         for c in range(a + 1, n):
             j = order[c]
             dy = ys[j] - ys[i]
-            if dy >= radius:
+            if dy >= reach:
                 break
             if not (seed[i] or seed[j]) or not (alive[j] or seed[j]):
                 continue
