@@ -84,7 +84,8 @@ def check_spots_table(table: pd.DataFrame, columns: tuple[str, ...] | None, fram
 class LiveTracker:
     """A :class:`Tracker` fed from other threads; committed tracks readable from any thread.
 
-    tracker: the tracker to feed (its options decide detection and linking).
+    tracker: the tracker to feed (its options decide detection and linking); build it with
+        ``keep_results=False`` for long streams (the committed points are kept here, up to ``history``).
     queue_size: frames that may wait for the worker threads; 0 = track in the calling thread.
     history: committed frames kept for :meth:`tracks` (None = all; memory then grows with the stream).
     max_skip: largest jump forward in frame index accepted at once, frames (skipped frames are empty).

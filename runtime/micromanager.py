@@ -66,7 +66,8 @@ class MicroManagerTracker:
         if int(queue_size) != queue_size or queue_size < 0:
             raise InputError(f"queue_size must be an integer >= 0, got {queue_size}")
         # build one tracker now so that bad options fail here, not on the first image
-        self._make = lambda: Tracker(config, detect=detect, **options)
+        # committed points are kept by the LiveTracker (``history``), not a second time by the Tracker
+        self._make = lambda: Tracker(config, detect=detect, **{**options, "keep_results": False})
         self.config = self._make().config
         LiveTracker(self._make(), queue_size=0, history=history)  # validates the history option
         self.select = dict(select or {})

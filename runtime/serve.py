@@ -308,7 +308,9 @@ class _Connection:
         name = header.get("name") or ""
         if not isinstance(tracker_options, dict) or not isinstance(detect_options, dict) or not isinstance(name, str):
             raise ProtocolError("bad_config", "HELLO: 'tracker' and 'detect' must be objects, 'name' a string")
-        tracker = Tracker({**cfg.tracker, **tracker_options}, detect={**cfg.detect, **detect_options})
+        # the updates leave on the socket (and to the CSV): the tracker keeps no history (flat memory)
+        tracker = Tracker({**cfg.tracker, **tracker_options, "keep_results": False},
+                          detect={**cfg.detect, **detect_options})
         session_id = self.server._next_session()
         self.session = _Session(self, session_id, name, tracker)
         self.send(Msg.READY, {"session": session_id, "protocol": 1, "queue_frames": cfg.queue_frames,
@@ -333,6 +335,20 @@ class _Connection:
         except OSError:
             pass
         self.sock.close()
+
+
+def _warm_up(cfg: ServeConfig) -> None:
+    """Track a few small frames with moving spots: loads every compiled kernel (detection, candidate
+    graph, scoring, linking) before the first client's frames arrive."""
+    rng = np.random.default_rng(0)
+    tracker = Tracker(cfg.tracker, detect=cfg.detect)
+    yy, xx = np.mgrid[0:64, 0:64]
+    for t in range(tracker.config.window + 2):
+        image = np.full((64, 64), 100.0)
+        for cy, cx in ((16.0, 16.0), (40.0, 20.0), (30.0, 45.0)):
+            image += 600.0 * np.exp(-((yy - cy - 0.4 * t) ** 2 + (xx - cx + 0.3 * t) ** 2) / (2 * 1.5 ** 2))
+        tracker.push(rng.poisson(image).astype(np.uint16))
+    tracker.flush()
 
 
 class TrackServer:
@@ -379,11 +395,7 @@ class TrackServer:
         """
         cfg = self.config
         if warm_up:
-            rng = np.random.default_rng(0)
-            tracker = Tracker(cfg.tracker, detect=cfg.detect)
-            for _ in range(2):
-                tracker.push(rng.poisson(100.0, (64, 64)).astype(np.uint16))
-            tracker.flush()
+            _warm_up(cfg)
         family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
         host = "127.0.0.1" if cfg.host == "localhost" else cfg.host
         listener = socket.socket(family, socket.SOCK_STREAM)
@@ -480,5 +492,7 @@ class TrackServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self._stopped.is_set():
+        if self._stopping.is_set():  # a shutdown is already under way (signal, SHUTDOWN message)
+            self.wait(self.shutdown_timeout + 5.0)
+        else:
             self.shutdown()

@@ -213,3 +213,18 @@ def test_bad_options_fail_early():
         MicroManagerTracker(max_distanse=3.0)
     with pytest.raises(Exception, match="queue_size"):
         MicroManagerTracker(queue_size=-1)
+
+
+def test_example_script_in_simulation_mode(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "pycromanager_live.py"
+    spec = importlib.util.spec_from_file_location("pycromanager_live_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "live.csv"
+    assert module.main(["--simulate", "--frames", "15", "--interval", "0.01", "--out", str(out)]) == 0
+    tracks = pd.read_csv(out)
+    assert {"frame", "y", "x", "track_id", "time_s"} <= set(tracks.columns)
+    assert tracks["frame"].max() >= 10

@@ -71,6 +71,7 @@ def test_matches_direct_tracking_and_writes_session_file(server, small_movie, tm
     movie, _ = small_movie
     with TrackClient(server.address[1], name="cam 1", tracker={"max_distance": 5.0}) as client:
         assert client.ready["drop_policy"] == "newest" and client.ready["latency_frames"] == 2
+        assert client.ready["tracker"]["keep_results"] is False  # sessions keep no history: flat memory
         for image in movie:
             client.send_frame(image)
         summary = client.end()
