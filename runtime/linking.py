@@ -23,7 +23,9 @@ import numpy as np
 
 from .config import require
 from .errors import ConfigError, InputError
+from .link_flow import link_flow
 from .link_greedy import link_greedy
+from .link_ilp import link_ilp
 from .link_lap import link_lap
 from .link_magik_post import link_magik_post
 from . import magik as _magik  # noqa: F401  registers the "magik" scorer (its model loads on first use)
@@ -36,6 +38,8 @@ NO_PARENT = -1
 LINKERS: dict[str, Callable[..., np.ndarray]] = {
     "greedy": link_greedy,
     "lap": link_lap,
+    "flow": link_flow,  # exact min-cost flow (link_flow.py)
+    "ilp": link_ilp,  # CP-SAT with divisions; max_children=1 goes to the flow (link_ilp.py)
     "magik_post": link_magik_post,
 }
 

@@ -7,12 +7,19 @@ fast for thousands of points per frame). Link metrics count a predicted link
 (two consecutive points of one predicted track) as a true positive when both of its points are
 matched to truth points that are consecutive points of one truth track.
 
+Divisions: where a track table has a ``parent_track_id`` column (the mother's track id on any
+point of a daughter track, -1 or absent elsewhere), the link from the mother's last point to each
+daughter's first point counts as a link too, and a mother with two or more daughters is a
+division. A predicted division is correct when its mother's last point and its daughters' first
+points are matched to a truth mother's last point and exactly that mother's daughters' first points.
+
 Undefined ratios (for example precision with no predictions) are returned as NaN.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -23,7 +30,7 @@ from scipy.spatial import cKDTree
 
 from .errors import InputError
 
-__all__ = ["match_points", "localization_metrics", "link_metrics"]
+__all__ = ["match_points", "localization_metrics", "link_metrics", "division_metrics"]
 
 def _table(df: pd.DataFrame, name: str, track: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate a point table; return frame (int64, n), yx (float64, (n, 2)) and track_id (int64, n) or None."""
@@ -235,6 +242,89 @@ def _links(frame: np.ndarray, track_id: np.ndarray, name: str) -> tuple[np.ndarr
     return order[:-1][same], order[1:][same]
 
 
+class _Lineage(NamedTuple):
+    """Division links of one track table: rows of the mother's last point (src) and of the daughter's first (dst)."""
+
+    src: np.ndarray
+    dst: np.ndarray
+
+
+def _parents(df: pd.DataFrame, name: str, frame: np.ndarray, track_id: np.ndarray) -> _Lineage | None:
+    """The division structure of a track table with a ``parent_track_id`` column (None without one)."""
+    if "parent_track_id" not in df.columns:
+        return None
+    values = df["parent_track_id"].to_numpy()
+    if values.dtype == bool or not np.issubdtype(values.dtype, np.number):
+        raise InputError(f"{name} column 'parent_track_id' must be numeric, got dtype {df['parent_track_id'].dtype}")
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all() or np.any(values != np.round(values)):
+        raise InputError(f"{name} column 'parent_track_id' must hold integers (-1 for none), without NaN")
+    parent_of_point = values.astype(np.int64)
+    tracks, idx = np.unique(track_id, return_inverse=True)
+    parent = np.full(len(tracks), -1, dtype=np.int64)
+    np.maximum.at(parent, idx, parent_of_point)
+    has = parent_of_point >= 0
+    if np.any(parent_of_point[has] != parent[idx[has]]):
+        k = int(np.flatnonzero(has & (parent_of_point != parent[idx]))[0])
+        raise InputError(f"{name}: track_id {int(track_id[k])} has more than one parent_track_id")
+    # first and last point (row) of every track
+    order = np.lexsort((frame, idx))
+    starts = np.searchsorted(idx[order], np.arange(len(tracks)))
+    ends = np.r_[starts[1:], len(order)] - 1
+    first, last = order[starts], order[ends]
+    mother = np.searchsorted(tracks, parent)
+    present = (parent >= 0) & (mother < len(tracks))
+    present[present] = tracks[mother[present]] == parent[present]
+    daughters = np.flatnonzero(present)
+    return _Lineage(src=last[mother[daughters]], dst=first[daughters])
+
+
+def _divisions(lineage: _Lineage | None) -> dict[int, frozenset[int]]:
+    """Mother's last point row -> the rows of its daughters' first points (mothers with two or more daughters)."""
+    out: dict[int, set[int]] = {}
+    if lineage is not None:
+        for s, d in zip(lineage.src.tolist(), lineage.dst.tolist()):
+            out.setdefault(s, set()).add(d)
+    return {s: frozenset(ds) for s, ds in out.items() if len(ds) >= 2}
+
+
+def _division_scores(t_lin: _Lineage | None, p_lin: _Lineage | None, truth_of_pred: np.ndarray) -> dict:
+    truth_div = _divisions(t_lin)
+    pred_div = _divisions(p_lin)
+    tp = 0
+    for mother, daughters in pred_div.items():
+        t_mother = int(truth_of_pred[mother])
+        if t_mother < 0 or t_mother not in truth_div:
+            continue
+        mapped = frozenset(int(truth_of_pred[d]) for d in daughters)
+        if mapped == truth_div[t_mother]:
+            tp += 1
+    precision = _ratio(tp, len(pred_div))
+    recall = _ratio(tp, len(truth_div))
+    return {
+        "division_precision": precision,
+        "division_recall": recall,
+        "division_f1": _f1(precision, recall),
+        "division_tp": tp,
+        "n_truth_divisions": len(truth_div),
+        "n_pred_divisions": len(pred_div),
+    }
+
+
+def division_metrics(truth_tracks: pd.DataFrame, pred_tracks: pd.DataFrame, max_distance: float = 2.0) -> dict:
+    """Division accuracy of ``pred_tracks`` against ``truth_tracks`` (``frame, y, x, track_id`` and
+    ``parent_track_id``; a table without that column has no divisions).
+
+    Returns ``division_precision``, ``division_recall``, ``division_f1``, ``division_tp``,
+    ``n_truth_divisions``, ``n_pred_divisions`` (see the module docstring for what is correct).
+    """
+    m = link_metrics(truth_tracks, pred_tracks, max_distance)
+    keys = ("division_precision", "division_recall", "division_f1", "division_tp", "n_truth_divisions", "n_pred_divisions")
+    if "division_f1" not in m:
+        return {k: (float("nan") if k in keys[:3] else 0) for k in keys}
+    return {k: m[k] for k in keys}
+
+
 def link_metrics(truth_tracks: pd.DataFrame, pred_tracks: pd.DataFrame, max_distance: float = 2.0) -> dict:
     """Linking accuracy of ``pred_tracks`` against ``truth_tracks`` (columns ``frame, y, x, track_id``).
 
@@ -245,13 +335,20 @@ def link_metrics(truth_tracks: pd.DataFrame, pred_tracks: pd.DataFrame, max_dist
     ``n_truth_links``, ``n_pred_links``, ``perfect_tracks`` (fraction of truth tracks whose every
     point is matched, all to one predicted track that contains nothing else), ``rmse`` (px, of
     matched points), ``detection_recall``, ``detection_precision``, ``n_truth_tracks``,
-    ``n_pred_tracks``.
+    ``n_pred_tracks``. Where either table has ``parent_track_id``, division links count as links
+    and the division scores of :func:`division_metrics` are added.
     """
     max_distance = _check_distance(max_distance)
     t_frame, t_yx, t_id = _table(truth_tracks, "truth_tracks", track=True)
     p_frame, p_yx, p_id = _table(pred_tracks, "pred_tracks", track=True)
     t_src, t_dst = _links(t_frame, t_id, "truth_tracks")
     p_src, p_dst = _links(p_frame, p_id, "pred_tracks")
+    t_lin = _parents(truth_tracks, "truth_tracks", t_frame, t_id)
+    p_lin = _parents(pred_tracks, "pred_tracks", p_frame, p_id)
+    if t_lin is not None:
+        t_src, t_dst = np.r_[t_src, t_lin.src], np.r_[t_dst, t_lin.dst]
+    if p_lin is not None:
+        p_src, p_dst = np.r_[p_src, p_lin.src], np.r_[p_dst, p_lin.dst]
     matches = _match(t_frame, t_yx, p_frame, p_yx, max_distance)
     mt = matches["truth_index"].to_numpy()
     mp = matches["pred_index"].to_numpy()
@@ -281,7 +378,7 @@ def link_metrics(truth_tracks: pd.DataFrame, pred_tracks: pd.DataFrame, max_dist
     perfect = (lo >= 0) & (lo == hi)
     perfect[perfect] &= p_sizes[lo[perfect]] == t_sizes[perfect]
 
-    return {
+    out = {
         "precision": precision,
         "recall": recall,
         "f1": _f1(precision, recall),
@@ -296,3 +393,6 @@ def link_metrics(truth_tracks: pd.DataFrame, pred_tracks: pd.DataFrame, max_dist
         "n_truth_tracks": int(n_tt),
         "n_pred_tracks": int(len(p_tracks)),
     }
+    if t_lin is not None or p_lin is not None:
+        out.update(_division_scores(t_lin, p_lin, truth_of_pred))
+    return out

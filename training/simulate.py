@@ -2,7 +2,8 @@
 
 Particles diffuse (Brownian), drift (directed) or diffuse inside a reflecting disc (confined) in a
 box somewhat larger than the field of view, so they wander in and out of view. They are born and
-die with exponential lifetimes, and emitters blink (a two-state Markov chain). The movie is
+die with exponential lifetimes, may divide in two (``division_rate``; the truth then records each
+daughter's ``parent_track_id``), and emitters blink (a two-state Markov chain). The movie is
 rendered with a pixel-integrated Gaussian PSF on a constant background, with Poisson shot noise
 and Gaussian read noise (gain 1: one photon = one electron = one count).
 
@@ -45,6 +46,7 @@ BROWNIAN, DIRECTED, CONFINED = 0, 1, 2
 _STREAM_TRAJECTORIES = 0
 _STREAM_RENDER = 1
 _STREAM_DETECTIONS = 2
+_STREAM_DIVISIONS = 3
 
 
 def _is_int(value: Any) -> bool:
@@ -84,6 +86,13 @@ class SpotSimConfig(StageConfig):
     - ``amplitude_spread``: relative standard deviation of the per-particle amplitude (log-normal
       with mean equal to the nominal peak amplitude).
     - ``background``: photons per pixel per frame; ``read_noise``: electrons rms per pixel.
+    - ``division_rate``: per-frame probability that a particle divides: its track ends and two
+      daughters (new track ids, ``parent_track_id`` = the mother's) start in the next frame, placed
+      ``division_distance`` px apart on either side of the mother's last position (then each takes
+      its own step). Daughters inherit D, motion, amplitude and blinking state. Births make up for
+      deaths minus divisions (none when ``division_rate >= 1 - exp(-1/mean_lifetime)``, and then
+      the number of particles grows).
+    - ``division_distance``: distance between the two daughters at their start, px.
     - ``seed``: seed of every random draw.
     """
 
@@ -103,6 +112,8 @@ class SpotSimConfig(StageConfig):
     background: float = 100.0
     read_noise: float = 2.0
     seed: int = 0
+    division_rate: float = 0.0
+    division_distance: float = 2.0
 
     def __post_init__(self) -> None:
         # Accept lists (JSON, CLI) for the tuple fields; store tuples so the config stays hashable.
@@ -157,6 +168,10 @@ class SpotSimConfig(StageConfig):
             "background and read_noise cannot both be 0 (the SNR is defined relative to the background noise)",
         )
         require(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        require(_is_real(self.division_rate) and 0 <= self.division_rate <= 1,
+                f"division_rate must be in [0, 1] per frame, got {self.division_rate!r}")
+        require(_is_real(self.division_distance) and 0 <= self.division_distance < math.inf,
+                f"division_distance must be a finite number >= 0 px, got {self.division_distance!r}")
 
 
 def peak_amplitude(config: SpotSimConfig) -> float:
@@ -257,7 +272,8 @@ def simulate_trajectories(config: SpotSimConfig) -> pd.DataFrame:
     (float64, px), ``track_id`` (int64, 0.. in order of birth; one id per particle, kept when it
     leaves the view and comes back), ``D`` (px^2/frame), ``motion`` (int8: 0 brownian,
     1 directed, 2 confined), ``amplitude`` (photons per px^2, peak), ``visible`` (bool: inside
-    the field of view and emitting).
+    the field of view and emitting), and with ``division_rate > 0`` ``parent_track_id`` (int64, the
+    mother's track id of a daughter, -1 otherwise).
     """
     if not isinstance(config, SpotSimConfig):
         raise ConfigError(f"config must be a SpotSimConfig, got {type(config).__name__}")
@@ -268,7 +284,7 @@ def simulate_trajectories(config: SpotSimConfig) -> pd.DataFrame:
     hi = np.array([height - 0.5 + margin, width - 0.5 + margin])
     n_box = config.n_spots * float(np.prod(hi - lo)) / (height * width)
     p_death = -math.expm1(-1.0 / config.mean_lifetime) if math.isfinite(config.mean_lifetime) else 0.0
-    births_mean = n_box * p_death
+    births_mean = n_box * max(p_death - config.division_rate, 0.0)
     radius = config.confinement_radius
     p_off, p_on = config.p_blink_off, config.p_blink_on
 
@@ -277,6 +293,8 @@ def simulate_trajectories(config: SpotSimConfig) -> pd.DataFrame:
     ids = np.arange(n0, dtype=np.int64)
     next_id = n0
     attrs_d, attrs_motion, attrs_amp = [state["D"]], [state["motion"]], [state["amplitude"]]
+    parents = [np.full(n0, -1, dtype=np.int64)]  # mother's track id per track id (-1 none)
+    div_rng = _generator(config.seed, _STREAM_DIVISIONS) if config.division_rate > 0 else None
 
     rec_frame, rec_id, rec_pos, rec_emit = [], [], [], []
     for t in range(config.n_frames):
@@ -290,6 +308,14 @@ def simulate_trajectories(config: SpotSimConfig) -> pd.DataFrame:
             keep = rng.random(ids.size) >= p_death
             ids = ids[keep]
             state = {k: v[keep] for k, v in state.items()}
+        if div_rng is not None and ids.size:
+            ids, state, born_ids = _divide(div_rng, ids, state, next_id, config)
+            if born_ids.size:
+                next_id += born_ids.size
+                attrs_d.append(state["D"][-born_ids.size:])
+                attrs_motion.append(state["motion"][-born_ids.size:])
+                attrs_amp.append(state["amplitude"][-born_ids.size:])
+                parents.append(born_ids)
         n = ids.size
         if n:
             step = rng.normal(size=(n, 2)) * np.sqrt(2.0 * state["D"])[:, None]
@@ -316,6 +342,7 @@ def simulate_trajectories(config: SpotSimConfig) -> pd.DataFrame:
                 attrs_d.append(born["D"])
                 attrs_motion.append(born["motion"])
                 attrs_amp.append(born["amplitude"])
+                parents.append(np.full(nb, -1, dtype=np.int64))
 
     frame = np.concatenate(rec_frame)
     track = np.concatenate(rec_id)
@@ -327,8 +354,7 @@ def simulate_trajectories(config: SpotSimConfig) -> pd.DataFrame:
     all_d = np.concatenate(attrs_d)
     all_motion = np.concatenate(attrs_motion)
     all_amp = np.concatenate(attrs_amp)
-    return pd.DataFrame(
-        {
+    columns = {
             "frame": frame,
             "y": y,
             "x": x,
@@ -337,8 +363,32 @@ def simulate_trajectories(config: SpotSimConfig) -> pd.DataFrame:
             "motion": all_motion[track].astype(np.int8),
             "amplitude": all_amp[track].astype(np.float64),
             "visible": inside & emitting,
-        }
-    )
+    }
+    if div_rng is not None:
+        columns["parent_track_id"] = np.concatenate(parents)[track]
+    return pd.DataFrame(columns)
+
+
+def _divide(rng: np.random.Generator, ids: np.ndarray, state: dict[str, np.ndarray], next_id: int,
+            config: SpotSimConfig) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Replace each particle that divides (probability ``division_rate``) by two daughters.
+
+    Returns the new ids and state (daughters appended, two per mother, ids from ``next_id``) and
+    the mothers' ids of the daughters (int64, one per daughter, empty when nobody divides).
+    """
+    splits = rng.random(ids.size) < config.division_rate
+    k = int(splits.sum())
+    if k == 0:
+        return ids, state, np.zeros(0, dtype=np.int64)
+    angle = rng.uniform(0.0, 2.0 * math.pi, k)
+    half = 0.5 * config.division_distance * np.column_stack([np.sin(angle), np.cos(angle)])
+    daughters = {key: np.repeat(value[splits], 2, axis=0) for key, value in state.items()}
+    daughters["pos"] = daughters["pos"] + np.repeat(half, 2, axis=0) * np.tile([1.0, -1.0], k)[:, None]
+    daughters["centre"] = daughters["pos"].copy()
+    stay = ~splits
+    state = {key: np.concatenate([value[stay], daughters[key]]) for key, value in state.items()}
+    new_ids = np.concatenate([ids[stay], np.arange(next_id, next_id + 2 * k, dtype=np.int64)])
+    return new_ids, state, np.repeat(ids[splits], 2)
 
 
 def _check_points(points: pd.DataFrame, n_frames: int) -> None:
@@ -438,7 +488,10 @@ def render_movie(points: pd.DataFrame, config: SpotSimConfig) -> np.ndarray:
 
 def _truth(trajectories: pd.DataFrame) -> pd.DataFrame:
     visible = trajectories["visible"].to_numpy()
-    return trajectories.loc[visible, ["frame", "y", "x", "track_id", "D", "motion", "amplitude"]].reset_index(drop=True)
+    columns = ["frame", "y", "x", "track_id", "D", "motion", "amplitude"]
+    if "parent_track_id" in trajectories.columns:
+        columns.append("parent_track_id")
+    return trajectories.loc[visible, columns].reset_index(drop=True)
 
 
 def simulate_movie(config: SpotSimConfig | None = None, **overrides: Any) -> tuple[np.ndarray, pd.DataFrame]:
@@ -447,8 +500,8 @@ def simulate_movie(config: SpotSimConfig | None = None, **overrides: Any) -> tup
     ``overrides`` are :class:`SpotSimConfig` fields (unknown names raise ConfigError), applied on
     top of ``config`` (or of the defaults). Returns ``(movie, truth)``: the uint16 movie of shape
     (n_frames, H, W) and the visible particle positions, columns ``frame, y, x, track_id, D,
-    motion, amplitude`` (see :func:`simulate_trajectories`), sorted by (frame, track_id), with a
-    fresh RangeIndex.
+    motion, amplitude`` (and ``parent_track_id`` with divisions; see :func:`simulate_trajectories`),
+    sorted by (frame, track_id), with a fresh RangeIndex.
     """
     config = _resolve(config, overrides)
     truth = _truth(simulate_trajectories(config))
