@@ -49,16 +49,16 @@ def test_tracks_picture_map_and_gif(tracked, capsys):
     out = folder / "tracks.png"
     gif = folder / "overlay.gif"
     assert main(["plot", str(tracks_path), "--movie", str(movie_path), "--out", str(out), "--values",
-                 str(values_path), "--map", "alpha", "--bin-px", "32", "--animate", str(gif), "--max-frames", "12",
+                 str(values_path), "--map", "alpha", "--bin-px", "32", "--animate", str(gif), "--max-frames", "6",
                  "--frame", "last"]) == 0
     err = capsys.readouterr().err
-    assert "pixel size 0.1 µm from OME-XML" in err and "overlay of 12 frames" in err
+    assert "pixel size 0.1 µm from OME-XML" in err and "overlay of 6 frames" in err
     picture = Image.open(out)
     assert picture.format == "PNG" and picture.size[0] > 600
     assert coloured_pixels(out) > 2000  # the tracks are drawn in colour over the grey frame
     assert Image.open(folder / "tracks_map_alpha.png").format == "PNG"
     animation = Image.open(gif)
-    assert animation.format == "GIF" and animation.n_frames == 12
+    assert animation.format == "GIF" and animation.n_frames == 6
     # drawing no tracks (all shorter than min-length) leaves the picture grey
     empty = folder / "none.png"
     assert main(["plot", str(tracks_path), "--movie", str(movie_path), "--out", str(empty), "--min-length", "999",
