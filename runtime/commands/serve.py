@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", default=None, metavar="DIR",
                         help="also write each session's committed tracks to DIR/sessionNNNN-NAME.csv")
     parser.add_argument("--no-remote-shutdown", action="store_true",
-                        help="ignore SHUTDOWN messages (stop the server with Ctrl-C / SIGTERM only)")
+                        help="refuse SHUTDOWN messages (stop the server with Ctrl-C / SIGTERM only)")
     add_detect_arguments(parser)
     add_tracker_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
