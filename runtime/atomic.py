@@ -15,6 +15,14 @@ from typing import IO, Iterator
 from .errors import OutputError
 
 
+def _apply_umask(path: Path) -> None:
+    """Give a new file the permissions an ordinary ``open`` would (mkstemp creates it 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it onto ``target``.
@@ -31,6 +39,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    _apply_umask(tmp)
     try:
         yield tmp
         os.replace(tmp, target)

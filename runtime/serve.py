@@ -136,12 +136,12 @@ class _Session:
         self._writer = None
         self.path: Path | None = None
         if cfg.out_dir is not None:
-            from .commands.track import _UpdateWriter
+            from .track_writer import UpdateWriter
 
             safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40]
             self.path = Path(cfg.out_dir) / f"session{session_id:04d}{'-' + safe if safe else ''}.csv"
             self._file_ctx = atomic_open(self.path, "w", newline="")
-            self._writer = _UpdateWriter(self._file_ctx.__enter__(), chunk=2000)
+            self._writer = UpdateWriter(self._file_ctx.__enter__(), chunk=2000)
         self.live = LiveTracker(tracker, queue_size=cfg.queue_frames, history=1, max_skip=cfg.max_skip,
                                 on_update=self._on_update, on_drop=self._on_drop, on_error=self._on_error)
 

@@ -191,13 +191,14 @@ class Tracker:
         index = self._next_frame if frame is None else int(frame)
         if index < self._next_frame:
             raise InputError(f"frame {index} pushed after frame {self._next_frame - 1}: frames must increase")
-        updates: list[TrackUpdate] = []
-        while self._next_frame < index:  # skipped frames are empty
-            updates.extend(self._add(self._empty_values()))
+        # validate (and detect) before anything changes, so a rejected item leaves the tracker untouched
         if isinstance(item, pd.DataFrame):
             values = self._values_from_table(item)
         else:
             values = self._values_from_image(item)
+        updates: list[TrackUpdate] = []
+        while self._next_frame < index:  # skipped frames are empty
+            updates.extend(self._add(self._empty_values()))
         updates.extend(self._add(values))
         return updates
 

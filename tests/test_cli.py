@@ -82,3 +82,14 @@ def test_demo_prints_accuracy_and_speed(capsys):
     assert main(["demo", "--frames", "15", "--size", "96", "--spots", "20"]) == 0
     out = capsys.readouterr().out
     assert "F1" in out and "frames/s" in out
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    truth = make_walks(n_tracks=2, n_frames=3)
+    truth.to_csv(tmp_path / "d.csv", index=False)
+    assert main(["link", str(tmp_path / "d.csv"), "--out", str(tmp_path / "t.csv"), "--quiet"]) == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o666 & ~mask

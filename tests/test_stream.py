@@ -179,3 +179,13 @@ def test_window_scorer_sees_the_window_and_drives_the_links():
     same_far = far.groupby("track_id")["x"].apply(lambda v: sorted(v.round(1).tolist())).tolist()
     assert sorted(same_near) == [[10.0, 10.5], [13.5, 14.0]]
     assert sorted(same_far) == [[10.0, 13.5], [10.5, 14.0]]
+
+
+def test_rejected_push_with_skip_changes_nothing():
+    tracker = Tracker(window=1)
+    tracker.push(pd.DataFrame({"y": [1.0], "x": [1.0]}), frame=0)
+    with pytest.raises(InputError):
+        tracker.push(pd.DataFrame({"y": [np.nan], "x": [1.0]}), frame=3)
+    assert tracker.frames_pushed == 1
+    ups = tracker.push(pd.DataFrame({"y": [1.2], "x": [1.0]}), frame=3)
+    assert [u.frame for u in ups] == [1, 2, 3]

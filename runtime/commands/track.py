@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import Progress
     from ..pipeline import track_frames
     from ..stream import Tracker
+    from ..track_writer import UpdateWriter
 
     movie = open_movie(args.movie)
     tracker = Tracker(detect=detect_options(args), invert=args.invert, keep_results=False, **tracker_options(args))
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with atomic_open(args.out, "w", newline="") as handle, \
             Progress(len(movie), "tracking", enabled=not args.quiet) as bar:
-        writer = _UpdateWriter(handle)
+        writer = UpdateWriter(handle)
         for update in track_frames(tracker, movie):
             writer.write([update])
             bar.update()
@@ -47,53 +48,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"tracked {len(movie)} frames in {elapsed:.2f} s ({len(movie) / elapsed:.1f} frames/s): "
               f"{n_points} points in {tracks} tracks -> {args.out}", file=sys.stderr)
     return 0
-
-
-class _UpdateWriter:
-    """Writes committed updates to an open CSV handle in chunks (the header once)."""
-
-    def __init__(self, handle, chunk: int = 20000) -> None:
-        self.handle = handle
-        self.chunk = chunk
-        self.pending: list = []
-        self.pending_rows = 0
-        self.header = True
-        self.n_points = 0
-        self._max_track = -1
-
-    def write(self, updates) -> None:
-        for u in updates:
-            self.pending.append(u)
-            self.pending_rows += len(u)
-            if len(u):
-                self._max_track = max(self._max_track, int(u.track_id.max()))
-        if self.pending_rows >= self.chunk:
-            self._flush()
-
-    @property
-    def n_tracks(self) -> int:
-        return self._max_track + 1
-
-    def _flush(self) -> None:
-        import pandas as pd
-
-        if not self.pending:
-            return
-        table = pd.concat([u.to_dataframe() for u in self.pending], ignore_index=True)
-        table.to_csv(self.handle, header=self.header, index=False, float_format="%.4f")
-        self.header = False
-        self.n_points += len(table)
-        self.pending, self.pending_rows = [], 0
-
-    def close(self) -> None:
-        if self.pending or self.header:
-            if not self.pending:
-                import pandas as pd
-
-                from ..detect import SPOT_FEATURES
-
-                cols = ["frame", "y", "x", "track_id", *SPOT_FEATURES[2:]]
-                pd.DataFrame(columns=cols).to_csv(self.handle, index=False)
-                self.header = False
-                return
-            self._flush()
