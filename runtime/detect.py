@@ -50,8 +50,8 @@ class DetectConfig(StageConfig):
     threshold: absolute threshold on the band-passed image (counts); ``None`` uses
         ``snr_threshold`` times the noise estimated on each frame.
     snr_threshold: multiples of the robust noise std of the band-passed image. The default
-        4.5 gives ~0.6 false spots per 512x512 frame of pure noise (4.0: ~5.5, 5.0: ~0.1) and
-        finds 84% of the spots at SNR 3 (4.0: 91%); see benchmarks/bench_detect.py.
+        4.5 gives ~0.3 false spots per 512x512 frame of pure noise (4.0: ~5, 5.0: ~0) and
+        finds 84% of the spots at SNR 3 (4.0: 90%, 5.0: 74%); see benchmarks/bench_detect.py.
     min_separation: radius (px) of the disc in which a maximum must be the largest;
         ``None`` = ``2 * psf_sigma``.
     min_mass: spots with a smaller mass (counts) are dropped (the default 0 drops spots whose
@@ -291,8 +291,11 @@ def _threshold(img: np.ndarray, filt: np.ndarray, cfg: DetectConfig) -> tuple[fl
     if cfg.threshold is not None:
         return float(cfg.threshold), 0.0
     h, w = img.shape
-    step = max(1, int(math.sqrt(h * w / _SAMPLES_FOR_NOISE)))
-    med, noise, scale = _k.robust_noise(img, filt, step)
+    # Columns 4 px apart (the band-passed noise is nearly uncorrelated at that lag), rows
+    # spaced to give about _SAMPLES_FOR_NOISE pixels.
+    step_x = min(4, w)
+    step_y = max(1, int(h * ((w + step_x - 1) // step_x) / _SAMPLES_FOR_NOISE))
+    med, noise, scale = _k.robust_noise(img, filt, step_y, step_x)
     # A floor keeps flat frames (noise 0) from turning float rounding into maxima.
     return med, max(cfg.snr_threshold * noise, 1e-5 * max(scale, 1.0))
 

@@ -3,6 +3,11 @@
 All images are float32, 2-D, C-contiguous, indexed ``[row, column]`` (``y``, ``x``) with pixel
 centres at integer coordinates. Every kernel is single-threaded, releases the GIL and is cached
 on disk, so a streaming tracker can run detection in a worker thread and start up fast.
+
+Kernels in pipeline order (called one by one from ``detect._fit_frame``, which keeps each
+compiled unit small): :func:`bandpass`, :func:`robust_noise`, :func:`local_maxima`,
+:func:`seed_spots`, :func:`deblend`, :func:`add_residual_spots`, :func:`drop_faint`,
+:func:`spot_table`.
 """
 
 from __future__ import annotations
@@ -247,22 +252,25 @@ def _argsort(keys: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def robust_noise(img: np.ndarray, filt: np.ndarray, step: int) -> tuple[float, float, float]:
-    """Noise statistics from the pixels on a grid of ``step`` px in y and x.
+def robust_noise(img: np.ndarray, filt: np.ndarray, step_y: int, step_x: int) -> tuple[float, float, float]:
+    """Noise statistics from the pixels on a grid of ``step_y`` rows by ``step_x`` columns.
 
     Returns the median and robust std (1.4826 * MAD) of ``filt`` (the std of the sample when
     the MAD is zero, e.g. mostly flat frames) and the largest ``|img|`` on the grid (counts).
+    Whole rows are sampled at a short column step, so the reads stream through memory.
     """
     h, w = filt.shape
-    ny = (h + step - 1) // step
-    nx = (w + step - 1) // step
+    ny = (h + step_y - 1) // step_y
+    nx = (w + step_x - 1) // step_x
     sample = np.empty(ny * nx, np.float64)
     n = 0
     scale = 0.0
-    for i in range(0, h, step):
-        for j in range(0, w, step):
-            sample[n] = filt[i, j]
-            scale = max(scale, abs(float(img[i, j])))
+    for i in range(0, h, step_y):
+        frow = filt[i]
+        irow = img[i]
+        for j in range(0, w, step_x):
+            sample[n] = frow[j]
+            scale = max(scale, abs(float(irow[j])))
             n += 1
     sample = sample[:n]
     med = _median(sample.copy())
