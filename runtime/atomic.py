@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-from .errors import OutputError
+from .errors import EdgetrackError, OutputError
 
 
 def _apply_umask(path: Path) -> None:
@@ -46,7 +46,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OutputError):
+        if isinstance(exc, EdgetrackError):  # e.g. an input file that failed while the output was open
             raise
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     except BaseException:
@@ -63,4 +63,6 @@ def atomic_open(target: str | os.PathLike[str], mode: str = "w", **kwargs) -> It
             with open(tmp, mode, **kwargs) as handle:
                 yield handle
         except OSError as exc:
+            if isinstance(exc, EdgetrackError):
+                raise
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None

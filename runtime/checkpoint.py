@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Tracker:
         with np.load(path, allow_pickle=False) as data:
             header = json.loads(bytes(data["__header__"]).decode())
             arrays = {k: data[k] for k in data.files if k != "__header__"}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise FileReadError(f"{path}: not a readable edgetrack checkpoint ({exc})") from None
     try:
         blocks = []

@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "plot": "plot",
     "export": "export",
+    "analyze": "analyze",
+    "train-classifier": "train_classifier",
 }
 
 
@@ -55,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except EdgetrackError as exc:
-        print(f"edgetrack {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the underlying library said
+        print(f"edgetrack {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edgetrack {args.command}: interrupted", file=sys.stderr)

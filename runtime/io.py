@@ -121,10 +121,32 @@ def _movie_from_array(source: str, arr: np.ndarray) -> Movie:
     return Movie(source, arr.shape[0], frame_shape, lambda i: arr[i])
 
 
+def _check_numbering(folder: Path, files: list[Path]) -> None:
+    """Frames numbered in their names (``frame_007.png``) must be consecutive: a gap is a missing frame."""
+    numbers = []
+    for f in files:
+        found = _DIGITS.findall(f.stem)
+        if not found:
+            return  # names without numbers: plain sorted order
+        numbers.append(int(found[-1]))
+    numbers_arr = np.array(numbers)
+    if len(set(numbers)) != len(numbers):
+        return  # numbers that repeat are not frame numbers (e.g. a common prefix); keep sorted order
+    steps = np.diff(numbers_arr)
+    if len(steps) and (steps > 1).any():
+        expected = set(range(int(numbers_arr.min()), int(numbers_arr.max()) + 1))
+        missing = sorted(expected - set(numbers))
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise InputError(f"{folder}: frame number(s) {shown} missing from the sequence "
+                         f"{numbers[0]}..{numbers[-1]} ({len(missing)} file(s) absent)")
+
+
 def _open_folder(path: Path) -> Movie:
     files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()), key=_natural_key)
     if not files:
         raise FileReadError(f"{path}: no frames found (expected files ending in {', '.join(FRAME_SUFFIXES)})")
+
+    _check_numbering(path, files)
 
     def read(i: int) -> np.ndarray:
         f = files[i]

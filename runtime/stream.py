@@ -540,6 +540,11 @@ def link_detections(detections: pd.DataFrame, config: TrackerConfig | dict | Non
     from .io import check_table
 
     detections = check_table(detections, ("frame", "y", "x"), source="detections")
+    duplicated = detections.duplicated(subset=["frame", "y", "x"])
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0])
+        raise InputError(f"detections: {int(duplicated.sum())} duplicated row(s) (same frame, y, x), first at row {row}; "
+                         "remove duplicates before linking")
     tracker = Tracker(config, **options)
     if len(detections) == 0:
         return tracker.finish()

@@ -35,12 +35,19 @@ def test_compressed_tiff_is_read_page_by_page(tmp_path, stack):
 def test_png_folder_in_natural_order_and_rgb_to_grey(tmp_path):
     import imageio.v3 as iio
 
-    for i in (0, 2, 10):
+    for i in (8, 9, 10):  # natural order 8, 9, 10 (not the lexicographic 10, 8, 9)
         img = np.full((8, 9, 3), i * 10, np.uint8)
         iio.imwrite(tmp_path / f"frame_{i}.png", img)
     movie = open_movie(tmp_path)
     assert len(movie) == 3
-    assert [float(f[0, 0]) for f in movie] == pytest.approx([0.0, 20.0, 100.0], abs=0.01)
+    assert [float(f[0, 0]) for f in movie] == pytest.approx([80.0, 90.0, 100.0], abs=0.01)
+
+
+def test_folder_with_a_missing_frame_number(tmp_path):
+    for i in (0, 1, 3, 4):
+        tifffile.imwrite(tmp_path / f"t{i:03d}.tif", np.zeros((8, 8), np.uint16))
+    with pytest.raises(InputError, match=r"frame number\(s\) 2 missing"):
+        open_movie(tmp_path)
 
 
 def test_npy_and_array(tmp_path, stack):
