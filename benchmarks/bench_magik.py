@@ -6,7 +6,9 @@ px^2/frame scaled by the frame interval dt (0.5 .. 32), so the crowding c = rho 
 0.0015 to 0.094 (rho = 30 / 1024 px^-2). Detections come from ``simulate_detections`` (5% missed,
 0.1 px localisation error). Every method gets the same candidate radius
 ``max_distance = 4 sqrt(2 D dt) + 0.2`` px and gap closing over one missing frame; the distance
-baseline gets the true step (``step_sigma = sqrt(2 D dt)``, an oracle setting). Scores:
+baseline gets the true step (``step_sigma = sqrt(2 D dt)``, an oracle setting) or the Tracker default
+(``max_distance / 3``). Each method runs with the Tracker's default ``min_score`` (1e-6) and with the
+one value from ``--min-scores`` that is best for it over all crowding levels. Scores:
 :func:`edgetrack.runtime.metrics.link_metrics` (link F1 and Jaccard).
 
     python benchmarks/bench_magik.py crowding --seeds 3 --frames 50
@@ -55,41 +57,90 @@ def _tracks_laptrack(det: pd.DataFrame, md: float) -> pd.DataFrame:
     return track_df.rename(columns={"track_id": "track_id"})[["frame", "y", "x", "track_id"]]
 
 
+class _Holder:
+    """The max_distance of the current movie, for the benchmark's fixed-radius magik scorer."""
+
+    max_distance = 1.0
+
+
+def _register_variants() -> None:
+    from edgetrack.runtime.associate import register_scorer, scorer_names
+    from edgetrack.runtime.magik import MagikScorer
+
+    if "magik_allpairs" not in scorer_names():
+        register_scorer("magik_allpairs", _allpairs)
+        register_scorer("magik_exactmd", _exactmd)
+
+
+def _allpairs():
+    from edgetrack.runtime.magik import MagikScorer
+
+    return MagikScorer(chunk=0)
+
+
+def _exactmd():
+    from edgetrack.runtime.magik import MagikScorer
+
+    return MagikScorer(max_distance=_Holder.max_distance)
+
+
 def crowding(args) -> list[dict]:
-    from edgetrack.runtime.magik import MagikScorer  # noqa: F401  (registers the scorer)
     from edgetrack.runtime.metrics import link_metrics
     from edgetrack.training.simulate import simulate_detections
 
+    _register_variants()
+    et = _tracks_edgetrack
     methods = {
-        "distance+lap": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, step_sigma=s, linker="lap"),
-        "distance+greedy": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, step_sigma=s, linker="greedy"),
-        "magik+lap": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, scorer="magik", linker="lap",
-                                                          window=args.window),
-        "magik+post": lambda det, md, s: _tracks_edgetrack(det, max_distance=md, scorer="magik",
-                                                           linker="magik_post", window=args.window),
+        "distance(oracle sigma)+lap": lambda det, md, s, ms: et(det, max_distance=md, step_sigma=s, linker="lap",
+                                                                min_score=ms),
+        "distance(default sigma)+lap": lambda det, md, s, ms: et(det, max_distance=md, linker="lap", min_score=ms),
+        "distance(oracle sigma)+greedy": lambda det, md, s, ms: et(det, max_distance=md, step_sigma=s,
+                                                                   linker="greedy", min_score=ms),
+        "magik+lap": lambda det, md, s, ms: et(det, max_distance=md, scorer="magik", linker="lap", min_score=ms,
+                                               window=args.window),
+        "magik(all-pairs attention)+lap": lambda det, md, s, ms: et(det, max_distance=md, scorer="magik_allpairs",
+                                                                    linker="lap", min_score=ms, window=args.window),
+        "magik(exact max_distance)+lap": lambda det, md, s, ms: et(det, max_distance=md, scorer="magik_exactmd",
+                                                                   linker="lap", min_score=ms, window=args.window),
+        "magik+post": lambda det, md, s, ms: et(det, max_distance=md, scorer="magik", linker="magik_post",
+                                                min_score=ms, window=args.window),
     }
     if args.peers:
-        methods["trackpy"] = lambda det, md, s: _tracks_trackpy(det, md)
-        methods["laptrack"] = lambda det, md, s: _tracks_laptrack(det, md)
+        methods["trackpy"] = lambda det, md, s, ms: _tracks_trackpy(det, md)
+        methods["laptrack"] = lambda det, md, s, ms: _tracks_laptrack(det, md)
     rows = []
     for dt in args.dts:
         d = 0.1 * dt
         step = math.sqrt(2 * d)
         md = 4 * step + 0.2
+        _Holder.max_distance = md
         for seed in range(args.seeds):
             det, truth = simulate_detections(shape=(32, 32), n_spots=30, D_range=(d, d), n_frames=args.frames,
                                              seed=1000 + seed)
             for name, fn in methods.items():
-                t0 = time.perf_counter()
-                tracks = fn(det, md, step)
-                sec = time.perf_counter() - t0
-                m = link_metrics(truth, tracks, max_distance=0.5)
-                rows.append({"dt": dt, "c": RHO * d, "seed": seed, "method": name, "f1": m["f1"],
-                             "jaccard": m["jaccard"], "seconds": sec})
+                grid = [1e-6] if name in ("trackpy", "laptrack", "magik+post") else args.min_scores
+                for ms in grid:
+                    t0 = time.perf_counter()
+                    tracks = fn(det, md, step, ms)
+                    sec = time.perf_counter() - t0
+                    m = link_metrics(truth, tracks, max_distance=0.5)
+                    rows.append({"dt": dt, "c": round(RHO * d, 4), "seed": seed, "method": name, "min_score": ms,
+                                 "f1": m["f1"], "jaccard": m["jaccard"], "seconds": sec})
     table = pd.DataFrame(rows)
-    summary = table.groupby(["dt", "c", "method"])[["f1", "jaccard"]].mean().unstack("method")
+    mean = table.groupby(["dt", "c", "method", "min_score"])[["f1", "jaccard"]].mean().reset_index()
+    default = mean[mean["min_score"] == 1e-6].set_index(["dt", "c", "method"])[["f1", "jaccard"]]
+    # per method, the one min_score with the best F1 averaged over all crowding levels (no per-level tuning)
+    best_ms = mean.groupby(["method", "min_score"])["f1"].mean().reset_index()
+    best_ms = best_ms.loc[best_ms.groupby("method")["f1"].idxmax()].set_index("method")["min_score"]
+    tuned = mean[mean.apply(lambda r: r["min_score"] == best_ms[r["method"]], axis=1)]
+    tuned = tuned.set_index(["dt", "c", "method"])[["f1", "jaccard"]]
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 3):
-        print(summary)
+        print("min_score = 1e-6 (the Tracker default), mean over seeds")
+        print(default.unstack("method")["f1"].round(3).to_string())
+        print(default.unstack("method")["jaccard"].round(3).to_string())
+        print("min_score tuned per method (one value for all c):", best_ms.to_dict())
+        print(tuned.unstack("method")["f1"].round(3).to_string())
+        print(tuned.unstack("method")["jaccard"].round(3).to_string())
     return rows
 
 
@@ -197,6 +248,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=50)
     p.add_argument("--dts", type=float, nargs="+", default=list(DTS))
     p.add_argument("--window", type=int, default=3)
+    p.add_argument("--min-scores", type=float, nargs="+", default=[1e-6, 1e-3, 0.01, 0.05])
     p.add_argument("--peers", action="store_true", help="also trackpy and LapTrack")
     p = sub.add_parser("latency")
     p.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 2000])

@@ -212,6 +212,54 @@ def test_runtime_magik_does_not_import_torch():
     assert result.stdout.strip().endswith("ok")
 
 
+# ---------------------------------------------------------------- predictions without linking
+needs_diffusion_model = pytest.mark.skipif(not _has_model("magik_diffusion"), reason="magik_diffusion is not exported")
+
+
+@needs_diffusion_model
+def test_predict_nodes_tells_slow_from_fast_particles():
+    from edgetrack.runtime.magik import predict_nodes
+    from edgetrack.training.simulate import simulate_detections
+
+    means = []
+    for d in (0.02, 0.5):
+        det, _ = simulate_detections(shape=(32, 32), n_spots=30, D_range=(d, d), n_frames=50, seed=4)
+        out = predict_nodes(det)
+        assert len(out) == len(det) and np.isfinite(out["sqrt_2D"]).all()
+        np.testing.assert_allclose(out["D"], np.maximum(out["sqrt_2D"], 0) ** 2 / 2)
+        means.append(float(out["sqrt_2D"].median()))
+    assert means[0] < 0.5 * means[1], means  # sqrt(2D) = 0.2 vs 1.0 px
+
+
+@needs_diffusion_model
+def test_magik_predict_command(tmp_path):
+    from edgetrack.runtime.cli import main
+    from edgetrack.training.simulate import simulate_detections
+
+    det, _ = simulate_detections(shape=(32, 32), n_spots=20, D_range=(0.1, 0.1), n_frames=20, seed=5)
+    det.to_csv(tmp_path / "det.csv", index=False)
+    code = main(["magik-predict", str(tmp_path / "det.csv"), "--task", "diffusion", "--out",
+                 str(tmp_path / "map.csv"), "--quiet"])
+    assert code == 0
+    out = pd.read_csv(tmp_path / "map.csv")
+    assert {"frame", "y", "x", "sqrt_2D", "D"} <= set(out.columns) and len(out) == len(det)
+    pd.DataFrame({"frame": [0], "y": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["magik-predict", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o.csv"), "--quiet"]) == 2
+
+
+@pytest.mark.skipif(not _has_model("magik_motion"), reason="magik_motion is not exported")
+def test_predict_global_gives_fractions_per_block():
+    from edgetrack.runtime.magik import predict_global
+    from edgetrack.training.simulate import simulate_detections
+
+    det, _ = simulate_detections(shape=(32, 32), n_spots=30, D_range=(0.1, 0.1), n_frames=60, seed=6)
+    out = predict_global(det)
+    assert len(out) == 2  # 60 frames in blocks of the model's 30
+    p = out[["p_fbm", "p_ctrw", "p_attm"]].to_numpy()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert set(out["label"]) <= {"fbm", "ctrw", "attm"}
+
+
 # ---------------------------------------------------------------- training side (torch)
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")

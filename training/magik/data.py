@@ -9,7 +9,7 @@ Every graph is built exactly as the runtime builds it: candidate edges from
   detections of one particle (gaps up to ``max_gap`` frames where detections are missing).
 * ``diffusion``: 50-frame videos, 30 Brownian particles in 32 x 32 px, D log-uniform in
   [0.005, 0.7] px^2/frame per particle; node target sqrt(2 D) (px/frame^0.5).
-* ``motion``: 50-frame videos of 30 particles in 32 x 32 px moving by FBM, CTRW or ATTM at
+* ``motion``: 30-frame videos of 30 particles in 32 x 32 px moving by FBM, CTRW or ATTM at
   alpha = 1 (one model per video, or a random mixture); global target the fraction of detections
   of each model.
 
@@ -35,7 +35,7 @@ __all__ = ["Graph", "AugmentConfig", "link_graph", "diffusion_graph", "motion_gr
 MOTION_CLASSES = ("fbm", "ctrw", "attm")
 #: Graph settings of the video-level tasks (stored in the manifest; the runtime uses them).
 DIFFUSION_GRAPH = {"max_distance": 4.5, "max_gap": 2, "frames": 50}
-MOTION_GRAPH = {"max_distance": 4.5, "max_gap": 2, "frames": 50}
+MOTION_GRAPH = {"max_distance": 4.5, "max_gap": 2, "frames": 30}
 
 
 @dataclasses.dataclass
@@ -155,8 +155,8 @@ def _motion_positions(model: str, n: int, n_frames: int, rng: np.random.Generato
     return fn(np.ones(n), n_frames, rng)
 
 
-def motion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(), mixed: float = 0.5) -> Graph:
-    """A 50-frame video of particles moving by FBM, CTRW or ATTM (alpha = 1) in 32 x 32 px.
+def motion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(), mixed: float = 0.3) -> Graph:
+    """A 30-frame video of particles moving by FBM, CTRW or ATTM (alpha = 1) in 32 x 32 px.
 
     With probability ``1 - mixed`` every particle follows one model; otherwise each particle's
     model is drawn from random (Dirichlet) fractions. Global target: float32 (3,) fraction of
@@ -172,7 +172,7 @@ def motion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(),
     else:
         p = np.eye(len(MOTION_CLASSES))[int(rng.integers(len(MOTION_CLASSES)))]
     model_of = rng.choice(len(MOTION_CLASSES), size=n_box, p=p)
-    k = math.exp(rng.uniform(math.log(0.02), math.log(0.3)))  # px^2/frame (per-coordinate MSD 2 K t)
+    k = math.exp(rng.uniform(math.log(0.05), math.log(0.2)))  # px^2/frame (per-coordinate MSD 2 K t)
     pos = np.zeros((n_box, n_frames, 2))
     for c, name in enumerate(MOTION_CLASSES):
         sel = np.flatnonzero(model_of == c)

@@ -10,7 +10,8 @@ Layout (latent width 96 by default):
   node tells its past from its future); local representation ``h_i = W [v_i, agg_in_i, agg_out_i]``;
   a learnable global token ``U`` joins the nodes; gated multi-head self-attention (6 heads;
   queries, keys, values and a sigmoid gate) and an MLP, both residual with pre-LayerNorm;
-* decoders: edges (link logit from ``[e_ij, v_i, v_j]``), nodes (regression), global (from U).
+* decoders: edges (link logit from ``[e_ij, v_i, v_j]``), nodes (regression), global (from U and
+  the mean of the node representations).
 
 Self-attention among nodes is done in chunks (``node_mask`` of shape (n_chunks, C), nodes already
 ordered so that a chunk is a spatial neighbourhood; see :mod:`edgetrack.runtime.magik`): each node
@@ -212,7 +213,7 @@ class Magik(nn.Module):
         self.blocks = nn.ModuleList([FGNNBlock(c) for _ in range(c.n_blocks)])
         self.edge_head = _head(3 * c.latent, 1) if c.edge_out else None
         self.node_head = _head(c.latent, c.node_out) if c.node_out else None
-        self.global_head = _head(c.latent, c.global_out) if c.global_out else None
+        self.global_head = _head(2 * c.latent, c.global_out) if c.global_out else None
 
     def forward(self, node_features: torch.Tensor, edge_features: torch.Tensor, edge_index: torch.Tensor,
                 node_mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -231,5 +232,8 @@ class Magik(nn.Module):
         if self.node_head is not None:
             out["node_pred"] = self.node_head(v)
         if self.global_head is not None:
-            out["global_logit"] = self.global_head(u).reshape(-1)
+            # the global token and the mean of the real nodes (padding masked out)
+            m = node_mask.reshape(-1, 1)
+            pooled = (v * m).sum(0, keepdim=True) / torch.clamp(m.sum(), min=1.0)
+            out["global_logit"] = self.global_head(torch.cat([u, pooled], dim=-1)).reshape(-1)
         return out

@@ -20,9 +20,9 @@ __all__ = ["TASKS", "TrainConfig", "build_model", "tensors", "loss_of", "train",
 
 #: Per task: kind of output, attention chunk used in training and at run time, default steps.
 TASKS: dict[str, dict] = {
-    "link": {"kind": "edge", "chunk": 64, "steps": 1500},
-    "diffusion": {"kind": "node", "chunk": 128, "steps": 1200, "targets": ["sqrt_2D"]},
-    "motion": {"kind": "global", "chunk": 128, "steps": 1200, "classes": list(MOTION_CLASSES)},
+    "link": {"kind": "edge", "chunk": 64, "steps": 3000},
+    "diffusion": {"kind": "node", "chunk": 128, "steps": 1500, "targets": ["sqrt_2D"]},
+    "motion": {"kind": "global", "chunk": 128, "steps": 1500, "batch": 4, "lr": 5e-4, "classes": list(MOTION_CLASSES)},
 }
 
 
@@ -31,7 +31,8 @@ class TrainConfig(StageConfig):
     """Options of one training run.
 
     task: link, diffusion or motion. seed: seeds every draw (data, initial weights, noise).
-    steps: optimiser steps (one graph each). lr: peak learning rate (cosine decay, short warm-up).
+    steps: optimiser steps. batch: graphs per step (gradients summed; None: the task's default, 1 for
+    link and diffusion). lr: peak learning rate (cosine decay, short warm-up; None: the task's default).
     chunk: attention chunk (None: the task's default; 0: all-pairs). receptive_field / attention:
     ablations. eval_graphs: held-out graphs for the metrics. threads: torch intra-op threads.
     """
@@ -39,7 +40,8 @@ class TrainConfig(StageConfig):
     task: str = "link"
     seed: int = 0
     steps: int | None = None
-    lr: float = 1e-3
+    batch: int | None = None
+    lr: float | None = None
     chunk: int | None = None
     receptive_field: bool = True
     attention: bool = True
@@ -49,13 +51,22 @@ class TrainConfig(StageConfig):
     def validate(self) -> None:
         require(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         require(self.steps is None or self.steps >= 0, "steps must be >= 0")
-        require(self.lr > 0, "lr must be > 0")
+        require(self.lr is None or self.lr > 0, "lr must be > 0")
+        require(self.batch is None or self.batch >= 1, "batch must be >= 1")
         require(self.chunk is None or self.chunk >= 0, "chunk must be >= 0")
         require(self.eval_graphs >= 0, "eval_graphs must be >= 0")
 
     @property
     def n_steps(self) -> int:
         return int(TASKS[self.task]["steps"] if self.steps is None else self.steps)
+
+    @property
+    def n_batch(self) -> int:
+        return int(TASKS[self.task].get("batch", 1) if self.batch is None else self.batch)
+
+    @property
+    def peak_lr(self) -> float:
+        return float(TASKS[self.task].get("lr", 1e-3) if self.lr is None else self.lr)
 
     @property
     def attention_chunk(self) -> int:
@@ -157,33 +168,39 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> tupl
     model = build_model(config.task, config.receptive_field, config.attention)
     steps = config.n_steps
     chunk = config.attention_chunk
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=1e-4)
+    peak = config.peak_lr
+    opt = torch.optim.AdamW(model.parameters(), lr=peak, weight_decay=1e-4)
     warm = max(1, min(100, steps // 10))
 
     def lr_at(step: int) -> float:
         if step < warm:
-            return config.lr * (step + 1) / warm
-        return config.lr * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+            return peak * (step + 1) / warm
+        return peak * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
 
     aug = AugmentConfig()
     start = time.perf_counter()
     losses: list[float] = []
     model.train()
     step = 0
+    batch = config.n_batch
     while step < steps:
-        graph = make_graph(config.task, rng, aug)
-        if not _usable(config.task, graph):
-            continue
-        gi = to_inputs(graph, chunk, rng, aug.feature_noise)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        out = model(*tensors(gi.inputs))
-        loss = loss_of(config.task, out, graph, gi.position)
         opt.zero_grad()
-        loss.backward()
+        total = 0.0
+        done = 0
+        while done < batch:
+            graph = make_graph(config.task, rng, aug)
+            if not _usable(config.task, graph):
+                continue
+            gi = to_inputs(graph, chunk, rng, aug.feature_noise)
+            loss = loss_of(config.task, model(*tensors(gi.inputs)), graph, gi.position) / batch
+            loss.backward()
+            total += float(loss.detach())
+            done += 1
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(total)
         step += 1
         if log is not None and (step % 100 == 0 or step == steps):
             log(f"step {step}/{steps} loss {np.mean(losses[-100:]):.4f} ({time.perf_counter() - start:.0f} s)")
