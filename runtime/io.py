@@ -8,6 +8,8 @@ the file and frame.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 from pathlib import Path
@@ -74,7 +76,24 @@ class Movie:
             yield self[i]
 
 
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's own log lines while reading: its problems reach the user as our one-line errors."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _open_tiff(path: Path) -> Movie:
+    with _quiet_tifffile():
+        return _open_tiff_quietly(path)
+
+
+def _open_tiff_quietly(path: Path) -> Movie:
     import tifffile
 
     try:
@@ -103,7 +122,8 @@ def _open_tiff(path: Path) -> Movie:
         raise FileReadError(f"{path}: {n} frames declared but {n_pages} pages present (truncated file?)")
 
     def read(i: int) -> np.ndarray:
-        return series.pages[i].asarray()
+        with _quiet_tifffile():
+            return series.pages[i].asarray()
 
     return Movie(str(path), n, tuple(frame_shape), read)
 
@@ -157,7 +177,8 @@ def _open_folder(path: Path) -> Movie:
                 return iio.imread(f)
             import tifffile
 
-            return tifffile.imread(str(f))
+            with _quiet_tifffile():
+                return tifffile.imread(str(f))
         except Exception as exc:
             raise FileReadError(f"{f}: cannot read frame {i}: {exc}") from None
 
