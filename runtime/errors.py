@@ -29,3 +29,7 @@ class ConfigError(EdgetrackError, ValueError):
 
 class ModelError(EdgetrackError, RuntimeError):
     """An exported model is missing, corrupt, of the wrong kind or fails its checksum."""
+
+
+class DegradedWarning(UserWarning):
+    """A stage fell back to a cheaper method to stay within its time budget (the message says which and why)."""

@@ -15,16 +15,18 @@ with the default ``True`` the committed points are kept, compactly, for :meth:`T
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import deque
 from typing import Iterable, Iterator, Sequence
 
+import numba
 import numpy as np
 import pandas as pd
 
 from .associate import make_scorer
 from .config import StageConfig, require
 from .detect import SPOT_FEATURES, DetectConfig, check_frame, detect_spots_array
-from .errors import InputError
+from .errors import DegradedWarning, InputError
 from .graph import CandidateEdges, concat_edges, edges_into_frame
 from .linking import get_linker
 
@@ -46,6 +48,11 @@ class TrackerConfig(StageConfig):
     max_children: 1 (no divisions) or 2 (divisions allowed, where the linker supports them).
     invert: detect dark spots on a bright background (frames are inverted before detection).
     keep_results: keep committed points so that :meth:`Tracker.finish` returns every track.
+    max_candidates: each detection keeps at most this many candidate parents (the best scored); in
+        ordinary scenes a detection has far fewer, so this only bounds pathological crowds.
+    max_component: the 'lap' linker solves a window greedily, with a :class:`DegradedWarning`, when a
+        frame's assignment problem has a connected component of more detections than this (an
+        exact solve of a dense N x N assignment costs O(N^3) and would stall the stream).
     """
 
     max_distance: float = 6.0
@@ -59,6 +66,8 @@ class TrackerConfig(StageConfig):
     max_children: int = 1
     invert: bool = False
     keep_results: bool = True
+    max_candidates: int = 10
+    max_component: int = 1000
 
     def validate(self) -> None:
         require(self.max_distance > 0, f"max_distance must be > 0 px, got {self.max_distance}")
@@ -68,6 +77,10 @@ class TrackerConfig(StageConfig):
         require(0.0 < self.gap_penalty <= 1.0, f"gap_penalty must be in (0, 1], got {self.gap_penalty}")
         require(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1), got {self.min_score}")
         require(self.max_children in (1, 2), f"max_children must be 1 or 2, got {self.max_children}")
+        require(int(self.max_candidates) == self.max_candidates and self.max_candidates >= 1,
+                f"max_candidates must be an integer >= 1, got {self.max_candidates}")
+        require(int(self.max_component) == self.max_component and self.max_component >= 2,
+                f"max_component must be an integer >= 2, got {self.max_component}")
 
 
 @dataclasses.dataclass
@@ -170,6 +183,7 @@ class Tracker:
         self._n_committed_frames = 0
         self._results: list[TrackUpdate] = []
         self._finished = False
+        self.degraded_windows = 0  # windows solved greedily instead of by LAP (see max_component)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -416,6 +430,7 @@ class Tracker:
                                      cfg.max_distance, cfg.max_gap, past_offset=past[0].first_id, new_offset=self._next_id)
             score = (np.zeros(len(edges.src), np.float64) if self._window_scoring
                      else np.asarray(self._scorer.score(edges), dtype=np.float64))
+            edges, score = _cap_candidates(edges, score, self._next_id, n, cfg.max_candidates)
         else:
             edges = concat_edges([])
             score = np.zeros(0, np.float64)
@@ -455,9 +470,19 @@ class Tracker:
             values = np.concatenate([b.values for b in blocks])
             local = CandidateEdges(src, dst, dt, edges.dy[keep], edges.dx[keep], dist)
             score = self._score_window(node_frame, values, local)
+        linker = self._linker
+        if cfg.linker == "lap" and len(src):
+            largest = _largest_frame_component(node_frame, src, dst, locked_local)
+            if largest > cfg.max_component:
+                warnings.warn(DegradedWarning(
+                    f"frame {int(node_frame[dst].min())}+: a linking problem of {largest} connected detections "
+                    f"(more than max_component={cfg.max_component}); this window is linked greedily to keep up"),
+                    stacklevel=4)
+                linker = get_linker("greedy")
+                self.degraded_windows += 1
         if len(node_frame):
-            parent_local = self._linker(node_frame, src, dst, dt, score, locked_local, child_count,
-                                        max_children=cfg.max_children, min_score=cfg.min_score, dist=dist)
+            parent_local = linker(node_frame, src, dst, dt, score, locked_local, child_count,
+                                  max_children=cfg.max_children, min_score=cfg.min_score, dist=dist)
         else:
             parent_local = np.zeros(0, np.int64)
         # commit the oldest undecided frame
@@ -519,6 +544,71 @@ class Tracker:
         det_id = block.first_id + np.arange(n, dtype=np.int64)
         return TrackUpdate(frame=block.frame, columns=self._columns or ("y", "x"), values=block.values,
                            track_id=track_id, parent_track_id=parent_track, det_id=det_id, parent_det_id=parent_global)
+
+
+def _cap_candidates(edges: CandidateEdges, score: np.ndarray, first_new: int, n_new: int,
+                    k: int) -> tuple[CandidateEdges, np.ndarray]:
+    """Keep at most ``k`` candidate parents per new detection: the best scored (then the nearest)."""
+    if len(edges.src) <= k:
+        return edges, score
+    counts = np.bincount(edges.dst - first_new, minlength=n_new)
+    if counts.max() <= k:
+        return edges, score
+    order = np.lexsort((edges.dist, -score, edges.dst))  # by target, best first
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(order)) - starts[edges.dst[order] - first_new]
+    keep = np.sort(order[rank < k])  # back to (dst, src) order
+    return CandidateEdges(*(a[keep] for a in edges)), score[keep]
+
+
+def _largest_frame_component(node_frame: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                             locked: np.ndarray) -> int:
+    """Size of the largest connected component of the per-target-frame assignment problems.
+
+    A source takes part in each target frame's problem separately, so it counts once per target
+    frame; only edges into undecided detections count. Union-find in Numba (microseconds).
+    """
+    if len(src) == 0:
+        return 0
+    return int(_largest_component_kernel(node_frame, src, dst, locked))
+
+
+@numba.njit(cache=True, nogil=True)
+def _find(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@numba.njit(cache=True, nogil=True)
+def _largest_component_kernel(node_frame, src, dst, locked):
+    n = node_frame.shape[0]
+    fmin = node_frame.min()
+    nf = node_frame.max() - fmin + 1
+    size = n + n * nf
+    parent = np.arange(size)
+    used = np.zeros(size, np.bool_)
+    for e in range(src.shape[0]):
+        d = dst[e]
+        if locked[d] != -2:
+            continue
+        a = n + src[e] * nf + (node_frame[d] - fmin)
+        used[a] = True
+        used[d] = True
+        ra = _find(parent, a)
+        rb = _find(parent, d)
+        if ra != rb:
+            parent[ra] = rb
+    count = np.zeros(size, np.int64)
+    best = 0
+    for i in range(size):
+        if used[i]:
+            r = _find(parent, i)
+            count[r] += 1
+            if count[r] > best:
+                best = count[r]
+    return best
 
 
 def track_movie(movie: Iterable[np.ndarray], config: TrackerConfig | dict | None = None, *,

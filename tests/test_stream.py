@@ -189,3 +189,63 @@ def test_rejected_push_with_skip_changes_nothing():
     assert tracker.frames_pushed == 1
     ups = tracker.push(pd.DataFrame({"y": [1.2], "x": [1.0]}), frame=3)
     assert [u.frame for u in ups] == [1, 2, 3]
+
+
+def test_pathological_crowd_degrades_to_greedy_instead_of_stalling():
+    import time
+    import warnings
+
+    from edgetrack.runtime.errors import DegradedWarning
+
+    rng = np.random.default_rng(1)
+    tracker = Tracker(linker="lap", max_distance=6.0)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(5):
+            tracker.push(pd.DataFrame({"y": rng.uniform(0, 100, 1500), "x": rng.uniform(0, 100, 1500)}))
+    elapsed = time.perf_counter() - start
+    assert tracker.degraded_windows > 0
+    assert any(issubclass(w.category, DegradedWarning) and "max_component" in str(w.message) for w in caught)
+    assert elapsed < 20.0  # an exact dense solve of these windows takes minutes
+    tracks = tracker.finish()
+    assert len(tracks) == 5 * 1500 and tracks.groupby("frame").track_id.nunique().min() == 1500
+
+
+def test_candidate_cap_keeps_the_best_parents():
+    from edgetrack.runtime.graph import build_graph
+    from edgetrack.runtime.stream import _cap_candidates
+
+    frame = np.array([0] * 6 + [1], np.int64)
+    y = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0.0])
+    x = np.zeros(7)
+    edges = build_graph(frame, y, x, 5.0, 1)
+    score = np.exp(-edges.dist)
+    capped, s = _cap_candidates(edges, score, first_new=6, n_new=1, k=3)
+    assert sorted(capped.src.tolist()) == [0, 1, 2] and np.allclose(s, np.exp(-capped.dist))
+    same, _ = _cap_candidates(edges, score, first_new=6, n_new=1, k=10)
+    assert len(same.src) == 6
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_component_size_kernel_matches_scipy(seed):
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from edgetrack.runtime.stream import _largest_frame_component
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    node_frame = np.sort(rng.integers(0, 5, n)).astype(np.int64)
+    pairs = [(a, b) for a in range(n) for b in range(n) if 1 <= node_frame[b] - node_frame[a] <= 2 and rng.random() < 0.08]
+    src = np.array([p[0] for p in pairs], np.int64)
+    dst = np.array([p[1] for p in pairs], np.int64)
+    locked = np.where(node_frame < 1, -1, -2).astype(np.int64)
+    open_e = locked[dst] == -2
+    nf = node_frame.max() - node_frame.min() + 1
+    a = n + src[open_e] * nf + node_frame[dst[open_e]] - node_frame.min()
+    g = coo_matrix((np.ones(open_e.sum()), (a, dst[open_e])), shape=(n + n * nf,) * 2)
+    _, labels = connected_components(g, directed=False)
+    used = np.unique(np.concatenate([a, dst[open_e]]))
+    expected = int(np.bincount(labels[used]).max()) if len(used) else 0
+    assert _largest_frame_component(node_frame, src, dst, locked) == expected
