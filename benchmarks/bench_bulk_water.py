@@ -25,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "bulk_water"))
     parser.add_argument("--psf-sigma", type=float, default=2.5)
+    parser.add_argument("--snr-threshold", type=float, default=4.5)
     parser.add_argument("--linker", default="lap")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -37,11 +38,12 @@ def main() -> None:
 
     tp.quiet()
     frames = np.stack([f.astype(np.float32) for f in open_movie(args.data)])
-    print(f"{len(frames)} frames of {frames.shape[1]}x{frames.shape[2]} px from {args.data}")
+    print(f"{len(frames)} frames of {frames.shape[1]}x{frames.shape[2]} px from {args.data}; edgetrack psf_sigma "
+          f"{args.psf_sigma}, snr_threshold {args.snr_threshold}, linker {args.linker}")
 
     def edgetrack_run():
         tracker = Tracker(invert=True, max_distance=5.0, max_gap=4, window=3, linker=args.linker,
-                          detect={"psf_sigma": args.psf_sigma})
+                          detect={"psf_sigma": args.psf_sigma, "snr_threshold": args.snr_threshold})
         for f in frames:
             tracker.push(f)
         return tracker.finish()
