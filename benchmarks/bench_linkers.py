@@ -78,12 +78,16 @@ def stream(det: pd.DataFrame, linker: str, max_children: int, gap_penalty: float
     return tracker.results(), parent, elapsed
 
 
+def _chosen(args) -> list[tuple[str, str, int]]:
+    return [entry for entry in LINKER_SET if entry[0] in args.linkers]
+
+
 def section_accuracy(args) -> pd.DataFrame:
     rows = []
     for n in args.spots:
         det, truth = simulate(n, args.frames, args.size, args.division_rate, args.seed)
         for gp in (0.5, 0.05):
-            for label, linker, mc in LINKER_SET:
+            for label, linker, mc in _chosen(args):
                 tracks, _, sec = stream(det, linker, mc, gp)
                 row = {"spots/frame": n, "density/px2": n / args.size**2, "gap_penalty": gp, "linker": label}
                 row.update(scores(truth, tracks))
@@ -104,7 +108,7 @@ def section_timing(args) -> pd.DataFrame:
         trial, _ = simulate(max(1, round(guess)), 10, args.size, args.division_rate, args.seed)
         n_spots = max(1, round(guess * guess / (len(trial) / 10.0)))
         det, _ = simulate(n_spots, args.frames + 10, args.size, args.division_rate, args.seed)
-        for label, linker, mc in LINKER_SET:
+        for label, linker, mc in _chosen(args):
             calls: list[tuple[int, float, bool]] = []
             inner = get_linker(linker)
 
@@ -189,6 +193,8 @@ def main() -> None:
     parser.add_argument("--timing-size", type=int, default=512, help="field of view of the timing section, px")
     parser.add_argument("--timing-frames", type=int, default=110)
     parser.add_argument("--offline-time-limit", type=float, default=120.0, help="CP-SAT time limit of the offline ILP, s")
+    parser.add_argument("--linkers", nargs="+", default=[label for label, _, _ in LINKER_SET],
+                        choices=[label for label, _, _ in LINKER_SET], help="accuracy and timing sections")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -211,7 +217,7 @@ def main() -> None:
 
 def _markdown(table: pd.DataFrame) -> str:
     try:
-        return table.to_markdown(index=False, floatfmt=".4g")
+        return table.to_markdown(index=False, floatfmt=".6g")
     except ImportError:
         return table.to_string(index=False)
 

@@ -19,8 +19,10 @@ Components of the candidate graph share no constraint, so they are solved as sep
 grouped in batches of about 1000 edges, smallest first. CP-SAT runs with the LP relaxation at every
 node (``linearization_level=2``), one worker and a fixed seed (``deterministic``), a warm start from
 the greedy linker (``hint_greedy``: the greedy algorithm of
-:mod:`~edgetrack.runtime.link_greedy` on the same edges, cheapest first), and the time limit
-``time_limit`` for the whole call (model building included). When the limit is hit, each batch keeps
+:mod:`~edgetrack.runtime.link_greedy` on the same edges, cheapest first, one child per parent, then
+second children where a division pays), and the time limit ``time_limit`` for the whole call (model
+building included; the solver stops at its next check, so a call can overrun it by a fraction of a
+second on large windows). When the limit is hit, each batch keeps
 the best solution found, and batches without one (or not reached) keep the greedy answer; the call
 returns with an :class:`~edgetrack.runtime.link_model.IlpTimeoutWarning`: the linker never stalls
 a stream.
@@ -59,15 +61,31 @@ __all__ = ["link_ilp", "IlpConfig", "IlpTimeoutWarning", "LinkInfo"]
 _BATCH_EDGES = 1000
 
 
-def _greedy_part(prep: Prepared, max_children: int, child_count: np.ndarray) -> np.ndarray:
-    """The greedy linker on the solver edges of ``prep`` only (cheapest edge first): int64 (n,)
-    with -1 where the greedy made no link, parent indices elsewhere; decided nodes untouched."""
+def _greedy_part(prep: Prepared, max_children: int, child_count: np.ndarray, config: IlpConfig) -> np.ndarray:
+    """The greedy answer on the solver edges of ``prep`` (the warm start and the time-out fallback).
+
+    The greedy algorithm of :mod:`~edgetrack.runtime.link_greedy` (cheapest edge first) gives every
+    parent at most one child; with ``max_children=2`` a second greedy pass then adds second children
+    along the edges where a division lowers the cost (``C_e - A + V < 0``). Returns int64 (n,): parent
+    indices, -1 where the greedy made no link (decided nodes: -1, they are not the solver's).
+    """
     m = prep.src.shape[0]
-    locked = np.where(prep.parent == -2, -2, -1).astype(np.int64)
-    # a monotone score in (0, 1]: cheaper edges score higher (the greedy takes the best first)
-    order_score = np.exp(-(prep.cost - prep.cost.min()) / max(1.0, float(np.ptp(prep.cost)) + 1.0)) if m else np.zeros(0)
-    dt = np.ones(m, np.int64)
-    return _greedy(prep.src, prep.dst, dt, order_score, np.zeros(m), locked, child_count, int(max_children), -1.0)
+    undecided = np.where(prep.parent == -2, -2, -1).astype(np.int64)
+    # a score in (0, 1] that falls as the cost rises: the greedy takes the cheapest edge first
+    order = np.exp(-(prep.cost - prep.cost.min()) / (float(np.ptp(prep.cost)) + 1.0)) if m else np.zeros(0)
+    ones, zeros = np.ones(m, np.int64), np.zeros(m)
+    first = _greedy(prep.src, prep.dst, ones, order, zeros, undecided, child_count, 1, -1.0)
+    if max_children < 2:
+        return first
+    second = prep.cost + units(config).V < 0
+    if not second.any():
+        return first
+    locked = np.where(first >= 0, first, undecided)
+    children = child_count + np.bincount(first[first >= 0], minlength=child_count.shape[0])
+    out = _greedy(prep.src[second], prep.dst[second], ones[second], order[second], zeros[second], locked,
+                  children, max_children, -1.0)
+    out[prep.parent != -2] = -1
+    return out
 
 
 def _two_slot(prep: Prepared, n: int) -> np.ndarray:
@@ -184,7 +202,7 @@ def _solve_cpsat(prep: Prepared, max_children: int, child_count: np.ndarray, con
     objective (:func:`_model_value`) or None.
     """
     n = prep.parent.shape[0]
-    greedy = _greedy_part(prep, max_children, child_count)
+    greedy = _greedy_part(prep, max_children, child_count, config)
     two = _two_slot(prep, n)
     chosen = greedy[prep.dst] == prep.src
     statuses = []

@@ -60,7 +60,7 @@ class IlpConfig(StageConfig):
     deterministic: CP-SAT on one worker with a fixed seed (same input, same answer, unless the
         time limit cuts the search); False uses every core.
     seed: CP-SAT random seed.
-    hint_greedy: start CP-SAT from the greedy solution (a warm start, AddHint).
+    hint_greedy: start CP-SAT from the greedy solution (a warm start, a complete solution hint).
     flow_without_divisions: 'ilp' with max_children=1 is solved as a min-cost flow (exact, much
         faster; the same optimum); False forces CP-SAT (for checks).
     """

@@ -388,3 +388,17 @@ def test_offline_optimum_and_streaming_cost(dividing):
         stream[u.det_id] = u.parent_det_id
     assert (stream >= -1).all()
     assert link_cost(*full, stream, max_children=2) >= info.cost
+
+
+def test_tracks_from_parents_divisions():
+    from edgetrack.runtime.offline import tracks_from_parents
+
+    # 0 -> 1 -> {2, 3} (a division), 3 -> 4; 5 alone
+    nf = arr(0, 1, 2, 2, 3, 3)
+    values = np.column_stack([np.arange(6.0), np.zeros(6)])
+    tracks = tracks_from_parents(nf, values, ("y", "x"), arr(-1, 0, 1, 1, 3, -1), divisions=True)
+    assert tracks["track_id"].tolist() == [0, 0, 1, 2, 2, 3]
+    assert tracks["parent_track_id"].tolist() == [-1, -1, 0, 0, -1, -1]
+    assert list(tracks.columns) == ["frame", "y", "x", "track_id", "parent_track_id"]
+    plain = tracks_from_parents(nf, values, ("y", "x"), arr(-1, 0, 1, -1, 3, -1))
+    assert plain["track_id"].tolist() == [0, 0, 0, 1, 1, 2] and "parent_track_id" not in plain
