@@ -225,6 +225,10 @@ class MagikScorer:
         self._model = None
         self._seen_distance = 0.0
 
+    def configure(self, *, max_distance: float) -> None:
+        """Called by the Tracker with its linking distance (px), which normalises the edge features."""
+        self.max_distance = _check_max_distance(max_distance)
+
     @property
     def model(self):
         """The loaded model (loads and checks it on first access)."""

@@ -53,6 +53,8 @@ class TrackerConfig(StageConfig):
     max_component: the 'lap' linker solves a window greedily, with a :class:`DegradedWarning`, when a
         frame's assignment problem has a connected component of more detections than this (an
         exact solve of a dense N x N assignment costs O(N^3) and would stall the stream).
+    linker_options: options of the 'flow' and 'ilp' linkers (an
+        :class:`~edgetrack.runtime.link_model.IlpConfig` as a dict: costs, time_limit, ...).
     """
 
     max_distance: float = 6.0
@@ -68,6 +70,7 @@ class TrackerConfig(StageConfig):
     keep_results: bool = True
     max_candidates: int = 10
     max_component: int = 1000
+    linker_options: dict | None = None
 
     def validate(self) -> None:
         require(self.max_distance > 0, f"max_distance must be > 0 px, got {self.max_distance}")
@@ -81,6 +84,10 @@ class TrackerConfig(StageConfig):
                 f"max_candidates must be an integer >= 1, got {self.max_candidates}")
         require(int(self.max_component) == self.max_component and self.max_component >= 2,
                 f"max_component must be an integer >= 2, got {self.max_component}")
+        require(self.linker_options is None or isinstance(self.linker_options, dict),
+                f"linker_options must be a dict, got {type(self.linker_options).__name__}")
+        require(not self.linker_options or self.linker in ("flow", "ilp"),
+                f"linker_options apply to the 'flow' and 'ilp' linkers, not {self.linker!r}")
 
 
 @dataclasses.dataclass
@@ -166,11 +173,20 @@ class Tracker:
         self.detect_config = detect if isinstance(detect, DetectConfig) else DetectConfig.from_dict(detect or {})
         cfg = self.config
         self._linker = get_linker(cfg.linker)
+        self._linker_kwargs: dict = {}
+        if cfg.linker in ("flow", "ilp"):
+            from .link_model import IlpConfig
+
+            self._linker_kwargs = {"config": IlpConfig.from_dict(cfg.linker_options or {}), "return_info": True}
+        self.timed_out_windows = 0  # 'ilp' solves cut by their time limit (best solution found was used)
+        self.conflicts = 0  # detections that several parents competed for (merges are never created)
         if cfg.scorer == "distance":
             sigma = cfg.step_sigma if cfg.step_sigma is not None else cfg.max_distance / 3.0
             self._scorer = make_scorer("distance", step_sigma=sigma, gap_penalty=cfg.gap_penalty)
         else:
             self._scorer = make_scorer(cfg.scorer)
+            if hasattr(self._scorer, "configure"):  # learned scorers get the graph's geometry
+                self._scorer.configure(max_distance=cfg.max_distance)
         # a scorer with ``needs_window = True`` scores all edges of the window together at solve time
         # (a graph network needs the neighbourhood); others score each frame's new edges once
         self._window_scoring = bool(getattr(self._scorer, "needs_window", False))
@@ -481,8 +497,15 @@ class Tracker:
                 linker = get_linker("greedy")
                 self.degraded_windows += 1
         if len(node_frame):
-            parent_local = linker(node_frame, src, dst, dt, score, locked_local, child_count,
-                                  max_children=cfg.max_children, min_score=cfg.min_score, dist=dist)
+            extra = self._linker_kwargs if linker is self._linker else {}
+            result = linker(node_frame, src, dst, dt, score, locked_local, child_count,
+                            max_children=cfg.max_children, min_score=cfg.min_score, dist=dist, **extra)
+            if extra.get("return_info"):
+                parent_local, info = result
+                self.timed_out_windows += int(bool(info.timed_out))
+                self.conflicts += len(info.conflicts)
+            else:
+                parent_local = result
         else:
             parent_local = np.zeros(0, np.int64)
         # commit the oldest undecided frame

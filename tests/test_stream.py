@@ -249,3 +249,35 @@ def test_component_size_kernel_matches_scipy(seed):
     used = np.unique(np.concatenate([a, dst[open_e]]))
     expected = int(np.bincount(labels[used]).max()) if len(used) else 0
     assert _largest_frame_component(node_frame, src, dst, locked) == expected
+
+
+def test_flow_and_ilp_through_the_tracker_with_options():
+    from edgetrack.training.simulate import simulate_detections
+
+    dets, truth = simulate_detections(n_frames=20, shape=(128, 128), n_spots=40, seed=3, division_rate=0.02)
+    from edgetrack.runtime.metrics import link_metrics
+
+    for linker in ("flow", "ilp"):
+        tracker = Tracker(linker=linker, max_children=2, linker_options={"time_limit": 2.0, "division_cost": 1.0})
+        for f, g in dets.groupby("frame"):
+            tracker.push(g[["y", "x"]], frame=int(f))
+        tracks = tracker.finish()
+        assert "parent_track_id" in tracks.columns
+        assert link_metrics(truth, tracks)["f1"] > 0.85
+        assert tracker.timed_out_windows == 0
+    with pytest.raises(ConfigError, match="linker_options"):
+        Tracker(linker="lap", linker_options={"time_limit": 1.0})
+    with pytest.raises(ConfigError):
+        Tracker(linker="ilp", linker_options={"no_such_cost": 1.0})
+
+
+def test_cli_exposes_all_linkers_and_divisions(tmp_path):
+    from edgetrack.runtime.cli import main
+
+    truth = make_walks(n_tracks=6, n_frames=8)
+    truth[["frame", "y", "x"]].to_csv(tmp_path / "d.csv", index=False)
+    for linker in ("greedy", "lap", "flow", "ilp"):
+        out = tmp_path / f"{linker}.csv"
+        assert main(["link", str(tmp_path / "d.csv"), "--out", str(out), "--linker", linker, "--quiet",
+                     "--max-children", "2" if linker != "lap" else "1", "--gap-penalty", "0.1"]) == 0
+        assert pd.read_csv(out)["track_id"].nunique() == 6

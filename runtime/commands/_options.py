@@ -14,7 +14,13 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                    help="links may span up to this many frames (1 = no gap closing; default 2)")
     g.add_argument("--window", type=int, default=3, metavar="FRAMES",
                    help="frames held before committing (latency window-1; default 3)")
-    g.add_argument("--linker", default="lap", help="linker: lap (default) or greedy")
+    g.add_argument("--linker", default="lap",
+                   help="linker: lap (default), greedy, flow (exact min-cost flow), ilp (CP-SAT), magik_post")
+    g.add_argument("--max-children", type=int, default=1, choices=(1, 2),
+                   help="2 allows divisions (linkers greedy, flow, ilp, magik_post; default 1)")
+    g.add_argument("--gap-penalty", type=float, default=0.5,
+                   help="score factor per skipped frame; set it near the missed-detection rate (default 0.5)")
+    g.add_argument("--scorer", default="distance", help="edge scorer: distance (default) or magik")
     g.add_argument("--step-sigma", type=float, default=None, metavar="PX",
                    help="expected rms step per axis per frame, px (default max-distance/3)")
 
@@ -26,6 +32,9 @@ def tracker_options(args: argparse.Namespace) -> dict:
         "window": args.window,
         "linker": args.linker,
         "step_sigma": args.step_sigma,
+        "max_children": args.max_children,
+        "gap_penalty": args.gap_penalty,
+        "scorer": args.scorer,
     }
 
 
