@@ -239,7 +239,9 @@ class Tracker:
         release the GIL), which is how :func:`edgetrack.runtime.pipeline.track_frames` overlaps the
         detection of the next frames with the linking of the current one.
         """
-        image = check_frame(np.asarray(image))
+        return self._detect_checked(check_frame(np.asarray(image)))
+
+    def _detect_checked(self, image: np.ndarray) -> np.ndarray:
         if self.config.invert:
             image = image.max() - image if image.size else image
         return detect_spots_array(image, self.detect_config)
@@ -386,7 +388,7 @@ class Tracker:
     def _values_from_image(self, image: np.ndarray) -> np.ndarray:
         image = check_frame(np.asarray(image))
         self._check_shape(image.shape)
-        values = self.detect(image)
+        values = self._detect_checked(image)
         self._set_columns(SPOT_FEATURES)
         return values
 
