@@ -127,8 +127,21 @@ class LoadedModel:
         return dict(zip(names, result))
 
 
+def _nvidia_driver_present() -> bool:
+    """True when the NVIDIA driver's CUDA library can be found (libcuda on Linux, nvcuda on Windows).
+
+    Without it the GPU providers cannot work, and trying them only makes ONNX Runtime print
+    errors on stderr, so automatic selection goes straight to the CPU.
+    """
+    import ctypes.util
+
+    return any(ctypes.util.find_library(name) for name in ("cuda", "nvcuda"))
+
+
 def _provider_list(provider: str | Sequence[str] | None) -> list[str]:
     if provider is None:
+        if not _nvidia_driver_present():
+            return ["CPUExecutionProvider"]
         return list(PROVIDER_ORDER)
     items = [provider] if isinstance(provider, str) else list(provider)
     out = []
