@@ -32,9 +32,14 @@ def run(args: argparse.Namespace) -> int:
     t_sim = time.perf_counter() - t0
     print(f"simulated {movie.shape[0]} frames of {movie.shape[1]}x{movie.shape[2]} px with ~{args.spots} spots "
           f"(SNR {args.snr:g}, D 0.5-2 px^2/frame) in {t_sim:.1f} s")
-    warm = Tracker(linker=args.linker)  # the first frames load (or compile) the Numba kernels
-    warm.push(movie[0])
-    warm.push(movie[0])
+    # warm-up: a short stream through every stage loads the Numba kernels (or compiles them once on a
+    # new install, which takes a few seconds; they are cached on disk afterwards)
+    t0 = time.perf_counter()
+    warm = Tracker(linker=args.linker)
+    for frame in movie[:6]:
+        warm.push(frame)
+    warm.finish()
+    print(f"loaded the compiled kernels in {time.perf_counter() - t0:.1f} s")
     tracker = Tracker(linker=args.linker)
     t0 = time.perf_counter()
     for _ in track_frames(tracker, movie):
