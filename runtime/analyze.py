@@ -10,7 +10,8 @@ ensemble summary, the 2nd AnDi Challenge files, and a streaming estimator.
 * ``segments``: ``track_id, start, end`` (first and last frame, inclusive), ``n_frames, alpha,
   K, state``, ``ensemble_state`` (the segment's column of the ensemble), ``paired_fraction``
   (share of its frames with another track within 2 px), plus ``mode`` and the diffusional
-  fingerprint features when available;
+  fingerprint features when available (``fp_`` before a feature name that is already a column,
+  such as ``fp_alpha``);
 * ``ensemble``: one row per state of the experiment: ``ensemble_state, immobile, alpha_mean,
   alpha_var, K_mean, K_var, n_frames, fraction``.
 
@@ -345,7 +346,9 @@ def analyze_predictions(
                            lambda f: f(tracks[cols], segments=segments[["track_id", "start", "end"]], modes=modes),
                            notes)
         if prints is not None:
-            segments = segments.merge(prints, on=["track_id", "start", "end"], how="left")
+            keys = ["track_id", "start", "end"]
+            clash = {c: f"fp_{c}" for c in prints.columns if c in segments.columns and c not in keys}
+            segments = segments.merge(prints.rename(columns=clash), on=keys, how="left")
     return AnalyzeResult(frames, segments, ensemble, summary, model_guess, tuple(items), tuple(segs),
                          _k_unit(ps, dt), tuple(notes))
 
@@ -461,8 +464,10 @@ class MotionEstimator:
 
     Each :meth:`update` adds one point (px) to the track's buffer (the last ``window`` frames;
     missing frames are filled linearly), runs the motion network on the buffer and segments it
-    (``config``, default :class:`SegmentConfig`), and returns the
-    estimate of the track's current segment.
+    (``config``, default: the network's own change points, the fastest method), and returns the
+    estimate of the track's current segment; :meth:`update_frame` does the same for all tracks
+    of one frame in a single network run. Per track only: no ensemble step (use
+    :func:`analyze_tracks` on the finished tracks for that).
     """
 
     def __init__(self, *, window: int = 200, config: SegmentConfig | None = None, model=None,
@@ -475,7 +480,7 @@ class MotionEstimator:
 
             model = load_model(MODEL_NAME, folder=folder, provider=provider)
         self.window = int(window)
-        self.config = config or SegmentConfig()
+        self.config = config or SegmentConfig(method="network")
         self._model = model
         self._buffers: dict[object, deque] = {}
         self._latest: dict[object, MotionEstimate] = {}
@@ -483,6 +488,24 @@ class MotionEstimator:
     def update(self, track_id, frame: int, y: float, x: float) -> MotionEstimate:
         """Add the point (frame, y, x) of ``track_id`` and return its latest estimate.
         Frames of a track must increase; NaN positions are refused."""
+        self._append(track_id, frame, y, x)
+        return self._estimate([track_id])[0]
+
+    def update_frame(self, frame: int, track_ids: Sequence, y: Sequence[float],
+                     x: Sequence[float]) -> list[MotionEstimate]:
+        """Add one frame's points of several tracks (one network run for all of them) and return
+        their latest estimates, in the order given."""
+        ids = list(track_ids)
+        yy, xx = np.asarray(y, dtype=np.float64).ravel(), np.asarray(x, dtype=np.float64).ravel()
+        if not (len(ids) == yy.size == xx.size):
+            raise InputError(f"track_ids, y and x differ in length: {len(ids)}, {yy.size}, {xx.size}")
+        if len(set(ids)) != len(ids):
+            raise InputError(f"frame {frame}: a track id is given twice")
+        for tid, a, b in zip(ids, yy, xx):
+            self._append(tid, frame, a, b)
+        return self._estimate(ids)
+
+    def _append(self, track_id, frame: int, y: float, x: float) -> None:
         f = int(frame)
         if f != frame:
             raise InputError(f"frame must be a whole number, got {frame!r}")
@@ -499,18 +522,26 @@ class MotionEstimator:
                 w = g / gap
                 buf.append((last_f + g, last_y + w * (yy - last_y), last_x + w * (xx - last_x)))
         buf.append((f, yy, xx))
-        arr = np.array(buf, dtype=np.float64)
-        n = arr.shape[0]
-        if n < MIN_POINTS:
-            est = MotionEstimate(track_id, f, float("nan"), float("nan"), -1, float("nan"), int(arr[0, 0]), n)
-        else:
-            pred: FramePredictions = predict_frames([arr[:, 1:]], self._model)[0]
-            seg = segment_track(pred, self.config)
-            j = seg.n_segments - 1
-            est = MotionEstimate(track_id, f, float(seg.alpha[j]), float(seg.K[j]), int(seg.state[j]),
-                                 float(pred.cp_prob[-1]), int(arr[seg.start[j], 0]), n)
-        self._latest[track_id] = est
-        return est
+
+    def _estimate(self, ids: list) -> list[MotionEstimate]:
+        arrays = [np.array(self._buffers[t], dtype=np.float64) for t in ids]
+        ready = [i for i, a in enumerate(arrays) if a.shape[0] >= MIN_POINTS]
+        preds = predict_frames([arrays[i][:, 1:] for i in ready], self._model) if ready else []
+        by_index = dict(zip(ready, preds))
+        out = []
+        for i, (tid, arr) in enumerate(zip(ids, arrays)):
+            n, f = arr.shape[0], int(arr[-1, 0])
+            pred = by_index.get(i)
+            if pred is None:
+                est = MotionEstimate(tid, f, float("nan"), float("nan"), -1, float("nan"), int(arr[0, 0]), n)
+            else:
+                seg = segment_track(pred, self.config)
+                j = seg.n_segments - 1
+                est = MotionEstimate(tid, f, float(seg.alpha[j]), float(seg.K[j]), int(seg.state[j]),
+                                     float(pred.cp_prob[-1]), int(arr[seg.start[j], 0]), n)
+            self._latest[tid] = est
+            out.append(est)
+        return out
 
     def drop(self, track_id) -> None:
         """Forget a track (its buffer and estimate)."""

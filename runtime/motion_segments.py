@@ -68,7 +68,7 @@ class SegmentConfig(StageConfig):
     their own. min_dwell: shortest segment and shortest state run (points).
     """
 
-    method: str = "network"
+    method: str = "combined"
     threshold: float = 0.5
     penalty: float = 2.0
     window_half: int = 8

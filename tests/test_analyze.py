@@ -182,3 +182,29 @@ def test_paired_fraction_finds_bound_pairs():
 
     out = paired_fraction(items, [segs([0, 30, 60]), segs([0, 60]), segs([0, 60])], distance=2.0)
     np.testing.assert_allclose(out, [0.0, 1.0, 0.5, 0.0])
+
+
+def test_extras_keep_our_columns(model):
+    df = _brownian(4, 40, 1.0, 11)
+    res = analyze_tracks(df, model=model)  # DeepSPT and fingerprints when installed, else notes
+    cols = list(res.segments.columns)
+    assert cols[:7] == ["track_id", "start", "end", "n_frames", "alpha", "K", "state"]
+    assert not any(c.endswith(("_x", "_y")) for c in cols)
+    has_prints = len(cols) > 9
+    assert has_prints or any("fingerprint" in n for n in res.notes)
+    assert len(res.frames) == len(df)
+
+
+def test_motion_estimator_frame_batches_match_single_updates(model):
+    rng = np.random.default_rng(12)
+    walks = {tid: np.cumsum(rng.normal(0, 1.0, (30, 2)), axis=0) for tid in ("a", "b", "c")}
+    one, many = MotionEstimator(model=model, window=50), MotionEstimator(model=model, window=50)
+    for f in range(30):
+        singles = [one.update(t, f, *walks[t][f]) for t in walks]
+        batch = many.update_frame(f, list(walks), [walks[t][f, 0] for t in walks], [walks[t][f, 1] for t in walks])
+        for a, b in zip(singles, batch):
+            assert a.track_id == b.track_id and a.state == b.state and a.segment_start == b.segment_start
+            assert (np.isnan(a.alpha) and np.isnan(b.alpha)) or abs(a.alpha - b.alpha) < 1e-4
+    assert len(many.estimates()) == 3
+    with pytest.raises(InputError, match="twice"):
+        many.update_frame(30, ["a", "a"], [0.0, 0.0], [0.0, 0.0])

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-interval", type=float, default=None, metavar="S",
                         help="seconds per frame: K in the tables becomes .../s^alpha")
     parser.add_argument("--cp-method", default=None,
-                        help="change points: network (default), combined, binseg, window or pelt")
+                        help="change points: combined (default), network (fastest), binseg, window or pelt")
     parser.add_argument("--min-dwell", type=int, default=None, metavar="FRAMES",
                         help="shortest segment and state run, frames (default 4)")
     parser.add_argument("--max-states", type=int, default=4,

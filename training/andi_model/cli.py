@@ -104,11 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder of the exported models (manifest.json is updated)")
     p.add_argument("--checkpoint", default=None, help="also save the PyTorch weights here (.pt)")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 3000)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 8000)")
     p.add_argument("--batch", type=int, default=None, help="tracks per step (default 48)")
     p.add_argument("--experiments", type=int, default=None, help="experiments per model per simulated pool")
     p.add_argument("--broad", type=float, default=None,
-                   help="fraction of experiments with wider settings than the challenge defaults (default 0.25)")
+                   help="fraction of experiments with wider settings than the challenge defaults (default 0.4)")
     p.add_argument("--eval-experiments", type=int, default=None, help="held-out experiments per model")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     p.add_argument("--quiet", action="store_true")

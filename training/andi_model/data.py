@@ -106,7 +106,7 @@ def tracks_of(data, model_index: int) -> TrackSet:
     return out
 
 
-def simulate_tracks(n_experiments: int, rng: np.random.Generator, broad: float = 0.25,
+def simulate_tracks(n_experiments: int, rng: np.random.Generator, broad: float = 0.4,
                     models: tuple[str, ...] = PHENOM_MODELS) -> TrackSet:
     """``n_experiments`` experiments of each model (a fraction ``broad`` of them with
     :func:`broad_config` and noise 0.02 - 0.4 px, the rest with the challenge defaults)."""

@@ -40,12 +40,12 @@ class TrainConfig(StageConfig):
     """
 
     seed: int = 0
-    steps: int = 3000
+    steps: int = 8000
     batch: int = 48
     lr: float = 2e-3
     experiments: int = 60
     refresh: int = 400
-    broad: float = 0.25
+    broad: float = 0.4
     eval_experiments: int = 10
     threads: int = 1
     widths: tuple[int, ...] = (32, 48, 64, 96)
