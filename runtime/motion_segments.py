@@ -64,7 +64,8 @@ class SegmentConfig(StageConfig):
     (network, combined). penalty: ruptures penalty on the L2 cost of the outputs (alpha,
     log K / 2, state probabilities). The defaults were chosen by change-point JSC on simulated
     validation experiments of the challenge's default settings (``combined`` about 0.01 above
-    ``network``, ``binseg`` and ``pelt``, 0.02 above ``window``; pelt is 15x slower).
+    ``network`` and ``binseg``, 0.02 above ``window``; ``pelt`` scored like ``combined`` in
+    benchmarks/bench_motion.py but is 15x slower).
     window_half: half-width of the ruptures window (points). base: the ruptures method of
     ``combined``. support / confirm: a ruptures change point is kept when the network gives at
     least ``confirm`` within +-``support`` points. strong: network peaks kept by ``combined`` on
