@@ -63,6 +63,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgetrack {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # Ctrl-C that lands while Numba is inside a compiled function (or unpickling one from
+        # its cache) surfaces as a SystemError whose cause chain holds the KeyboardInterrupt.
+        if _caused_by_interrupt(exc):
+            print(f"edgetrack {args.command}: interrupted", file=sys.stderr)
+            return 130
+        raise
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """True when a KeyboardInterrupt is anywhere in ``exc``'s cause / context chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -93,3 +93,31 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "t.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_interrupt_wrapped_by_numba_exits_130(monkeypatch, capsys):
+    """Ctrl-C inside a Numba call arrives as SystemError caused by KeyboardInterrupt."""
+    from edgetrack.runtime import cli
+    from edgetrack.runtime.commands import simulate
+
+    def interrupted(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise SystemError("returned a result with an exception set") from exc
+
+    monkeypatch.setattr(simulate, "run", interrupted)
+    assert cli.main(["simulate", "--out", "x.tif"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_other_errors_are_not_swallowed(monkeypatch):
+    from edgetrack.runtime import cli
+    from edgetrack.runtime.commands import simulate
+
+    def broken(args):
+        raise SystemError("a real bug")
+
+    monkeypatch.setattr(simulate, "run", broken)
+    with pytest.raises(SystemError):
+        cli.main(["simulate", "--out", "x.tif"])
