@@ -16,6 +16,8 @@ import sys
 from typing import Sequence
 
 from .errors import EdgetrackError
+from .interrupt import check as check_interrupt
+from .interrupt import handling_sigint
 
 # Sub-command name -> module under edgetrack.runtime.commands. Add new commands here.
 COMMANDS: dict[str, str] = {
@@ -55,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        with handling_sigint():
+            code = int(args._run(args) or 0)
+            check_interrupt()  # a Ctrl-C that a library swallowed still ends the run as interrupted
+        return code
     except EdgetrackError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the underlying library said
         print(f"edgetrack {args.command}: error: {message}", file=sys.stderr)

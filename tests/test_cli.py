@@ -121,3 +121,23 @@ def test_other_errors_are_not_swallowed(monkeypatch):
     monkeypatch.setattr(simulate, "run", broken)
     with pytest.raises(SystemError):
         cli.main(["simulate", "--out", "x.tif"])
+
+
+def test_swallowed_ctrl_c_is_raised_again_at_the_next_check():
+    import os
+    import signal
+
+    from edgetrack.runtime import interrupt
+
+    with interrupt.handling_sigint():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs at the next bytecode boundary
+                pass
+        except KeyboardInterrupt:
+            pass  # what a library that eats it would do
+        assert interrupt.requested()
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+    assert not interrupt.requested()
+    interrupt.check()  # outside the block nothing is pending

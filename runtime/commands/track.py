@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..atomic import atomic_open
+    from ..interrupt import check as check_interrupt
     from ..io import open_movie
     from ..progress import Progress
     from ..pipeline import track_frames
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         for update in track_frames(tracker, movie):
             writer.write([update])
             bar.update()
+            check_interrupt()
+        check_interrupt()  # before the output replaces the previous one
         writer.close()
         n_points = writer.n_points
         tracks = writer.n_tracks
