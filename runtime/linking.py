@@ -29,6 +29,7 @@ from .link_ilp import link_ilp
 from .link_lap import link_lap
 from .link_magik_post import link_magik_post
 from . import magik as _magik  # noqa: F401  registers the "magik" scorer (its model loads on first use)
+from . import cell_assoc as _cell_assoc  # noqa: F401  registers the "transformer" scorer (loads on first use)
 
 __all__ = ["LINKERS", "get_linker", "validate_link_inputs", "LinkInputs", "UNDECIDED", "NO_PARENT"]
 
