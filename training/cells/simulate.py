@@ -21,29 +21,30 @@ in a frame (it left the field of view, or is fully covered) ends its track there
 so a true track never has a gap.
 
 Statistics of the target data (measured from ``../shared/data/ctc``, ``01`` sequences, ``01_GT``:
-centroids of the TRA markers, equivalent diameters ``sqrt(4 area / pi)`` of the SEG masks):
+centroids of the TRA markers, equivalent diameters ``sqrt(4 area / pi)`` of the SEG masks), and of
+this simulator with its defaults (8 seeds; equivalent diameters and eccentricities of the cells
+not touching the border; D = the median equivalent diameter of each dataset):
 
-====================================  ====================  ====================
-quantity                              Fluo-N2DH-GOWT1/01    Fluo-N2DH-SIM+/01
-====================================  ====================  ====================
-frames, frame size (px)               92, 1024 x 1024       65, 690 x 628
-cells per frame (min / median / max)  20 / 23 / 25          30 / 43 / 47
-equivalent diameter D (p5/median/p95) 52 / 60 / 77 px       30 / 49 / 57 px
-eccentricity (median / p90)           0.56 / 0.72           0.59 / 0.80
-displacement per frame (median)       2.0 px = 0.033 D      3.5 px = 0.072 D
-displacement per frame (p90 / p99)    0.10 D / 0.19 D       0.11 D / 0.17 D
-nearest-neighbour distance (p5 / med) 1.05 D / 1.76 D       0.98 D / 1.30 D
-area fraction covered by cells        ~0.06                 ~0.19
-divisions per cell and frame          0.0010 (2 in 92 fr.)  0.012 (31 in 65 fr.)
-tracks entering after frame 0         0                     6 (0.09 per frame)
-background / cell signal (counts)     2 / 65, noise 4.5     93 / 155, noise 6.6
-====================================  ====================  ====================
+====================================  ===================  ===================  ===================
+quantity                              Fluo-N2DH-GOWT1/01   Fluo-N2DH-SIM+/01    simulate_cells()
+====================================  ===================  ===================  ===================
+frames, frame size (px)               92, 1024 x 1024      65, 690 x 628        30, 256 x 256
+cells per frame (min / median / max)  20 / 23 / 25         30 / 43 / 47         mean 24
+equivalent diameter D (p5/median/p95) 52 / 60 / 77 px      30 / 49 / 57 px      17 / 21.5 / 27 px
+eccentricity (median / p90)           0.56 / 0.72          0.59 / 0.80          0.59 / 0.74
+displacement per frame (median)       2.0 px = 0.033 D     3.5 px = 0.072 D     0.046 D
+displacement per frame (p90 / p99)    0.10 D / 0.19 D      0.11 D / 0.17 D      0.11 D / 0.19 D
+nearest-neighbour distance (p5 / med) 1.05 D / 1.76 D      0.98 D / 1.30 D      0.89 D / 1.37 D
+area fraction covered by cells        ~0.06                ~0.19                0.125
+divisions per cell and frame          0.0010 (2 in 92 fr.) 0.012 (31 in 65 fr.) 0.0073
+tracks entering after frame 0         0                    6 (0.09 per frame)   0.13 per frame
+background / cell signal (counts)     2 / 65, noise 4.5    93 / 155, noise 6.6  100 / 200, noise 10
+====================================  ===================  ===================  ===================
 
-The defaults (256 x 256 px, 20 cells of base radius 8-12 px, i.e. D ~ 16-28 px with growth)
-reproduce these relative to the cell diameter D ~ 21 px: per-cell mean speeds log-uniform in
-0.3-3 px/frame (0.015-0.14 D, median 0.045 D), an area fraction ~0.12 and nearest neighbours at
-~1.0-1.8 D, eccentricities ~0.4-0.8 (``deformation`` 0.12), and a division probability of 0.01
-per grown cell and frame (between the two datasets, enough divisions to learn from).
+The defaults thus sit between the two datasets once lengths are expressed in cell diameters
+(the model trained on this normalises lengths by the typical diameter); each cell draws its own
+size, speed (log-uniform), brightness and shape around them. Change ``radius_range`` and
+``speed_range`` together to keep the relative motion, or widen them to randomise it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from edgetrack.runtime.config import StageConfig, require
 from edgetrack.runtime.errors import ConfigError
@@ -72,7 +74,9 @@ _MODES = np.array([2.0, 3.0, 4.0])  # Fourier modes of the boundary radius
 _S_MAX = 1.4  # area multiplier (of a cell's base area pi r0^2) that cells grow toward
 _S_DIVIDE = 1.0  # area multiplier from which a cell may divide
 _MIN_RADIUS = 0.3  # the boundary radius never goes below this fraction of R
+_SPACING = 1.15  # the repulsion acts while two centres are closer than this times the sum of the radii
 _MERGE_REACH = 1.3  # two objects may merge when their centroids are closer than this times R_i + R_j
+_MERGE_NEIGHBOURS = 8  # nearest neighbours considered for a merge
 _TEXTURE_SIGMA = 2.0  # correlation length of the intensity texture, px
 _MAX_LABEL = 65535
 _POISSON_EXACT_BELOW = 30.0  # expected counts below which shot noise is drawn exactly (Gaussian above)
@@ -110,7 +114,8 @@ class CellSimConfig(StageConfig):
     - ``shape_persistence``: AR(1) coefficient of the Fourier coefficients per frame, in [0, 1].
     - ``growth_rate``: per-frame relaxation rate of the growth factor toward 1.4, in [0, 1].
     - ``division_rate``: per-frame probability that a grown cell (growth factor >= 1, centre at
-      least one radius inside the field of view) divides, in [0, 1].
+      least one radius inside the field of view) divides, in [0, 1]. No cell divides while there
+      are more cells than discs of the smallest base radius fit in the field of view.
     - ``enter_rate``: mean number of cells entering across the borders per frame (Poisson); an
       entering cell starts partly visible at a random point of the border, heading inward.
     - ``death_rate``: per-frame probability that a visible cell vanishes (its track ends), in [0, 1].
@@ -137,10 +142,10 @@ class CellSimConfig(StageConfig):
     n_frames: int = 30
     n_cells: int = 20
     radius_range: tuple[float, float] = (8.0, 12.0)
-    speed_range: tuple[float, float] = (0.3, 3.0)
+    speed_range: tuple[float, float] = (0.5, 2.5)
     persistence: float = 0.7
-    repulsion: float = 0.5
-    deformation: float = 0.12
+    repulsion: float = 0.8
+    deformation: float = 0.10
     shape_persistence: float = 0.9
     growth_rate: float = 0.08
     division_rate: float = 0.01
@@ -182,7 +187,7 @@ class CellSimConfig(StageConfig):
             self._unit(name)
         require(_is_real(self.deformation) and 0.0 <= self.deformation <= 0.3,
                 f"CellSimConfig.deformation must be in [0, 0.3], got {self.deformation!r}")
-        for name, upper in (("enter_rate", 1000.0), ("false_rate", 10.0), ("blur", 20.0), ("read_noise", 10000.0),
+        for name, upper in (("enter_rate", 100.0), ("false_rate", 10.0), ("blur", 20.0), ("read_noise", 10000.0),
                             ("background", 60000.0), ("brightness_spread", 2.0)):
             value = getattr(self, name)
             require(_is_real(value) and 0.0 <= value <= upper,
@@ -364,6 +369,26 @@ def _divide(rng: np.random.Generator, config: CellSimConfig, state: dict[str, np
     return daughters
 
 
+def _repulsion(pos: np.ndarray, radius: np.ndarray, strength: float) -> np.ndarray:
+    """Displacements (n, 2) px pushing apart every pair closer than ``_SPACING`` times the sum of their radii.
+
+    Each cell of a pair moves by ``strength`` times the overlap along the line joining the
+    centres (cell lists through a k-d tree: no n x n arrays).
+    """
+    n = pos.shape[0]
+    pairs = cKDTree(pos).query_pairs(2.0 * _SPACING * float(radius.max()), output_type="ndarray")
+    if pairs.size == 0:
+        return np.zeros_like(pos)
+    i, j = pairs[:, 0], pairs[:, 1]
+    diff = pos[i] - pos[j]
+    dist = np.hypot(diff[:, 0], diff[:, 1])
+    overlap = np.maximum(_SPACING * (radius[i] + radius[j]) - dist, 0.0)
+    unit = diff / np.where(dist > 1e-9, dist, 1.0)[:, None]
+    unit[dist <= 1e-9] = (1.0, 0.0)
+    push = strength * overlap[:, None] * unit
+    return np.column_stack([np.bincount(i, push[:, k], n) - np.bincount(j, push[:, k], n) for k in range(2)])
+
+
 def _move(rng: np.random.Generator, config: CellSimConfig, state: dict[str, np.ndarray]) -> None:
     """One frame of motion, repulsion, deformation and growth, in place."""
     n = state["pos"].shape[0]
@@ -373,17 +398,8 @@ def _move(rng: np.random.Generator, config: CellSimConfig, state: dict[str, np.n
     pos = state["pos"] + state["vel"]
     if config.repulsion > 0 and n > 1:
         radius = state["r0"] * np.sqrt(state["s"])
-        reach = radius[:, None] + radius[None, :]
         for _ in range(2):
-            diff = pos[:, None, :] - pos[None, :, :]  # (n, n, 2), from j to i
-            dist = np.hypot(diff[..., 0], diff[..., 1])
-            overlap = np.where(dist < reach, reach - dist, 0.0)
-            np.fill_diagonal(overlap, 0.0)
-            if not overlap.any():
-                break
-            unit = diff / np.where(dist > 1e-9, dist, 1.0)[..., None]
-            unit[dist <= 1e-9] = (1.0, 0.0)
-            pos = pos + 0.5 * config.repulsion * (overlap[..., None] * unit).sum(axis=1)
+            pos = pos + _repulsion(pos, radius, 0.5 * config.repulsion)
     state["pos"] = pos
     c = config.shape_persistence
     sd = (config.deformation / (_MODES - 1.0))[None, :, None]
@@ -398,6 +414,7 @@ def _simulate_truth(config: CellSimConfig, seed: int) -> tuple[np.ndarray, pd.Da
     n_frames = config.n_frames
     true_masks = np.zeros((n_frames, height, width), dtype=np.uint16)
     state = _initial_cells(rng, config)
+    crowd_limit = height * width / (math.pi * config.radius_range[0] ** 2)
     starts: list[int] = []
     ends: list[int] = []
     parents: list[int] = []
@@ -428,6 +445,8 @@ def _simulate_truth(config: CellSimConfig, seed: int) -> tuple[np.ndarray, pd.Da
         y, x = state["pos"][:, 0], state["pos"][:, 1]
         inner = (y >= radius) & (y <= height - 1 - radius) & (x >= radius) & (x <= width - 1 - radius)
         dividing = alive & inner & (state["s"] >= _S_DIVIDE) & (rng.random(n) < config.division_rate)
+        if n >= crowd_limit:  # contact inhibition: no divisions once the view is packed
+            dividing[:] = False
         daughters = _divide(rng, config, state, dividing) if dividing.any() else None
         state = _select(state, alive & ~dividing)
         if daughters is not None:
@@ -543,18 +562,18 @@ def _segment_frame(rng: np.random.Generator, config: CellSimConfig, true: np.nda
     bridges = []
     if config.merge_rate > 0 and kept.size > 1:
         pts = np.column_stack([cy[kept], cx[kept]])
-        dist = np.linalg.norm(pts[:, None, :] - pts[None, :, :], axis=2)
-        np.fill_diagonal(dist, np.inf)
-        reach = _MERGE_REACH * (radius[kept][:, None] + radius[kept][None, :])
+        tree = cKDTree(pts)
+        n_near = min(_MERGE_NEIGHBOURS + 1, kept.size)
         draws = rng.random(kept.size) < config.merge_rate
         for i in rng.permutation(kept.size):
             a = kept[i]
             if merged[a] or not draws[i]:
                 continue
-            candidates = np.where(merged[kept] | (dist[i] >= reach[i]), np.inf, dist[i])
-            j = int(np.argmin(candidates))
-            if not np.isfinite(candidates[j]):
+            dist, near = tree.query(pts[i], k=n_near)
+            ok = (near != i) & ~merged[kept[near]] & (dist < _MERGE_REACH * (radius[a] + radius[kept[near]]))
+            if not ok.any():
                 continue
+            j = int(near[np.argmax(ok)])  # the nearest one that is within reach and not merged yet
             b = kept[j]
             merged[a] = merged[b] = True
             lut[b] = a
