@@ -1,0 +1,223 @@
+"""Cell tracking from label masks, on the streaming :class:`~edgetrack.runtime.stream.Tracker`.
+
+Each frame's label image becomes one table of objects (centroid ``y, x``, the object's ``label`` and
+the :data:`~edgetrack.runtime.cell_features.CELL_FEATURES`), pushed into a ``Tracker`` whose scorer
+(``"distance"``, or a learned one such as ``"transformer"``) scores the candidate links and whose
+linker decides them, with divisions (``max_children=2``) where the linker supports them.
+
+Default ``max_distance`` (when None): one median equivalent diameter ``sqrt(4 area / pi)`` of the
+objects of the first frame that has any, in px: a cell is assumed to move less than its own
+diameter between frames, and daughters to appear within a diameter of their mother.
+
+Track ids: the streaming tracker commits ids frame by frame; a mother whose second daughter is
+linked only after a gap has by then handed its id to the first daughter. :meth:`CellTracker.finish`
+(and :func:`track_cells`) therefore rebuild the ids from the committed links: a track ends where an
+object has two children, each child starts a new track whose ``parent_track_id`` is the mother's
+track (set on the daughter's first row, -1 elsewhere and for tracks without a mother).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .cell_features import CELL_FEATURES, frame_features_array
+from .errors import ConfigError, InputError
+
+__all__ = ["CellTracker", "track_cells", "default_max_distance", "CELL_COLUMNS", "ONE_TO_ONE_LINKERS"]
+
+CELL_COLUMNS: tuple[str, ...] = ("frame", "label", "y", "x", "track_id", "parent_track_id", *CELL_FEATURES)
+#: Linkers that allow one child per object only: with them ``divisions=True`` links without divisions.
+ONE_TO_ONE_LINKERS = frozenset({"lap"})
+_OBJECT_COLUMNS = ("y", "x", "label", *CELL_FEATURES)  # what is pushed per object (label travels along)
+
+
+def default_max_distance(area: np.ndarray) -> float:
+    """One median equivalent diameter ``sqrt(4 area / pi)`` of objects of ``area`` px^2, in px."""
+    area = np.asarray(area, np.float64)
+    if area.size == 0:
+        raise InputError("cannot choose max_distance from a frame without objects")
+    return float(np.median(np.sqrt(4.0 * area / np.pi)))
+
+
+class CellTracker:
+    """Live cell tracker: ``push`` one label image (and optional intensity image) per frame.
+
+    Options: ``scorer`` (``"distance"``, ``"transformer"``, ...), ``linker`` (``"greedy"``, ``"ilp"``,
+    ``"lap"``, ...), ``divisions`` (``max_children=2`` where the linker supports it), ``max_distance``
+    (px; None = :func:`default_max_distance` of the first frame with objects), ``window`` (frames held
+    before a frame is committed), and other :class:`~edgetrack.runtime.stream.TrackerConfig` options
+    (``max_gap``, ``gap_penalty``, ``step_sigma``, ``min_score``, ``linker_options``, ...).
+
+    ``push`` returns the frames that became final as DataFrames (columns :data:`CELL_COLUMNS`, with the
+    streaming tracker's ids, see the module docstring); ``finish`` returns every object with rebuilt ids.
+    ``seconds`` holds the time spent on ``features`` and on ``tracking`` (scoring and linking), s.
+    """
+
+    def __init__(self, *, scorer: str = "distance", linker: str = "greedy", divisions: bool = True,
+                 max_distance: float | None = None, window: int = 4, **tracker_options) -> None:
+        for reserved in ("max_children", "keep_results"):
+            if reserved in tracker_options:
+                raise ConfigError(f"{reserved!r} is set by the cell tracker (use divisions=True/False)")
+        if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
+            raise ConfigError(f"max_distance must be a number of px > 0 (or None), got {max_distance!r}")
+        max_children = 2 if divisions and linker not in ONE_TO_ONE_LINKERS else 1
+        self._options = dict(tracker_options, scorer=scorer, linker=linker, window=window, max_children=max_children,
+                             keep_results=False)
+        self.max_distance = max_distance
+        self._tracker = None
+        if max_distance is not None:
+            self._tracker = self._make_tracker(max_distance)
+        self._next_frame = 0
+        self._shape: tuple[int, ...] | None = None
+        self._parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # frame, values, det, parent det
+        self.seconds = {"features": 0.0, "tracking": 0.0}
+
+    def _make_tracker(self, max_distance: float):
+        from .stream import Tracker
+
+        return Tracker(max_distance=float(max_distance), **self._options)
+
+    @property
+    def frames_pushed(self) -> int:
+        return self._next_frame
+
+    def push(self, labels: np.ndarray, image: np.ndarray | None = None) -> list[pd.DataFrame]:
+        """Add the next frame's label image (H, W) integer (and intensity image); returns committed frames."""
+        t0 = time.perf_counter()
+        labels = np.asarray(labels)
+        if self._shape is None:
+            self._shape = labels.shape
+        elif labels.shape != self._shape:
+            raise InputError(f"mask of frame {self._next_frame} has shape {labels.shape}, earlier frames {self._shape}")
+        try:
+            label, values = frame_features_array(labels, image)
+        except InputError as exc:
+            raise InputError(f"frame {self._next_frame}: {exc}") from None
+        table = pd.DataFrame(np.column_stack([values[:, :2], label.astype(np.float64), values[:, 2:]]),
+                             columns=list(_OBJECT_COLUMNS))
+        t1 = time.perf_counter()
+        self.seconds["features"] += t1 - t0
+        frame = self._next_frame
+        self._next_frame += 1
+        if self._tracker is None:
+            if len(table) == 0:
+                return []  # no object yet to size max_distance from: the frame is pushed (empty) later
+            self.max_distance = default_max_distance(table["area"].to_numpy())
+            self._tracker = self._make_tracker(self.max_distance)
+        updates = self._tracker.push(table, frame=frame)
+        out = [self._keep(u) for u in updates]
+        self.seconds["tracking"] += time.perf_counter() - t1
+        return out
+
+    def _keep(self, update) -> pd.DataFrame:
+        self._parts.append((update.frame, update.values, update.det_id, update.parent_det_id))
+        return _table(np.full(len(update), update.frame, np.int64), update.values, update.track_id,
+                      update.parent_track_id)
+
+    def flush(self) -> list[pd.DataFrame]:
+        """Commit every remaining frame; returns their tables (streaming ids)."""
+        if self._tracker is None:
+            return []
+        t0 = time.perf_counter()
+        out = [self._keep(u) for u in self._tracker.flush()]
+        self.seconds["tracking"] += time.perf_counter() - t0
+        return out
+
+    def finish(self) -> pd.DataFrame:
+        """Flush and return every object with track ids rebuilt from the links (columns :data:`CELL_COLUMNS`)."""
+        self.flush()
+        if not self._parts:
+            return _table(np.zeros(0, np.int64), np.zeros((0, len(_OBJECT_COLUMNS))), np.zeros(0, np.int64),
+                          np.zeros(0, np.int64))
+        frame = np.concatenate([np.full(len(p[2]), p[0], np.int64) for p in self._parts])
+        values = np.concatenate([p[1] for p in self._parts])
+        det = np.concatenate([p[2] for p in self._parts])
+        parent_det = np.concatenate([p[3] for p in self._parts])
+        track, parent_track = tracks_from_links(det, parent_det)
+        return _table(frame, values, track, parent_track)
+
+
+def tracks_from_links(det_id: np.ndarray, parent_det_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Track ids from detection links: an object with two or more children ends its track.
+
+    det_id: int64 (n,) unique ids, in an order where every parent comes before its children;
+    parent_det_id: int64 (n,) the linked predecessor's id (-1 none). Returns (track_id int64 (n,)
+    numbered 0.. in order of the tracks' first objects, parent_track_id int64 (n,): the mother's track
+    on a daughter's first object, -1 elsewhere).
+    """
+    det_id = np.asarray(det_id, np.int64)
+    parent_det_id = np.asarray(parent_det_id, np.int64)
+    n = len(det_id)
+    order = np.argsort(det_id, kind="stable")
+    sorted_ids = det_id[order]
+    has = parent_det_id >= 0
+    parent_row = np.full(n, -1, np.int64)
+    if has.any():
+        pos = np.searchsorted(sorted_ids, parent_det_id[has])
+        pos = np.minimum(pos, n - 1)
+        if (sorted_ids[pos] != parent_det_id[has]).any():
+            raise InputError("a link names a parent detection that is not in the table")
+        parent_row[has] = order[pos]
+    children = np.bincount(parent_row[has], minlength=n) if n else np.zeros(0, np.int64)
+    track = np.full(n, -1, np.int64)
+    parent_track = np.full(n, -1, np.int64)
+    next_id = 0
+    for r in order.tolist():
+        p = parent_row[r]
+        if p >= 0 and track[p] < 0:
+            raise InputError("links must point from earlier to later detections")
+        if p >= 0 and children[p] == 1:
+            track[r] = track[p]
+        else:
+            track[r] = next_id
+            next_id += 1
+            if p >= 0:
+                parent_track[r] = track[p]
+    return track, parent_track
+
+
+def _table(frame: np.ndarray, values: np.ndarray, track: np.ndarray, parent_track: np.ndarray) -> pd.DataFrame:
+    data = {"frame": frame, "label": values[:, 2].astype(np.int64), "y": values[:, 0], "x": values[:, 1],
+            "track_id": np.asarray(track, np.int64), "parent_track_id": np.asarray(parent_track, np.int64)}
+    for j, name in enumerate(CELL_FEATURES, start=3):
+        data[name] = values[:, j]
+    return pd.DataFrame(data, columns=list(CELL_COLUMNS))
+
+
+def track_cells(masks: np.ndarray | Sequence[np.ndarray] | str, images: np.ndarray | Sequence[np.ndarray] | str | None = None,
+                *, scorer: str = "distance", linker: str = "greedy", divisions: bool = True,
+                max_distance: float | None = None, window: int = 4, **tracker_options) -> pd.DataFrame:
+    """Track the objects of label masks; returns one row per object (columns :data:`CELL_COLUMNS`).
+
+    masks: (T, H, W) integer array, a sequence of (H, W) label images, or a path that
+    :func:`~edgetrack.runtime.cell_io.open_masks` opens (a CTC folder, a folder of TIFFs, a stacked TIFF).
+    images: optional intensity frames (array, sequence or path) for ``mean_intensity``.
+    ``label`` is each object's label in its frame's mask; ``y, x`` its centroid (px); ``track_id`` its
+    track; ``parent_track_id`` the mother's track on a daughter's first row (-1 otherwise).
+    Other options as in :class:`CellTracker`. Frames are pushed one by one into the streaming tracker.
+    """
+    from .cell_io import open_images, open_masks
+
+    if isinstance(masks, (list, tuple)):
+        masks = np.stack([np.asarray(m) for m in masks]) if len(masks) else np.zeros((0, 1, 1), np.uint16)
+    if isinstance(masks, np.ndarray) and masks.ndim == 3 and len(masks) == 0:
+        return CellTracker(scorer=scorer, linker=linker, divisions=divisions, max_distance=max_distance,
+                           window=window, **tracker_options).finish()
+    movie = open_masks(masks)
+    frames: Iterable = movie
+    image_frames = None
+    if images is not None:
+        if isinstance(images, (list, tuple)):
+            images = np.stack([np.asarray(i) for i in images])
+        image_frames = open_images(images)
+        if len(image_frames) != len(movie):
+            raise InputError(f"{len(image_frames)} image frames for {len(movie)} mask frames: the counts must match")
+    tracker = CellTracker(scorer=scorer, linker=linker, divisions=divisions, max_distance=max_distance, window=window,
+                          **tracker_options)
+    for t, labels in enumerate(frames):
+        tracker.push(labels, None if image_frames is None else image_frames[t])
+    return tracker.finish()
