@@ -241,3 +241,17 @@ def test_bad_seed_and_config_type():
     config = CellSimConfig(n_frames=3, shape=[64, 64], n_cells=2)
     assert config.shape == (64, 64)
     assert simulate_cells(config, n_cells=1).config.n_cells == 1
+
+
+def test_overlapping_cells_the_smaller_keeps_the_shared_pixels():
+    from edgetrack.training.cells.simulate import _new_cells, _paint
+
+    config = CellSimConfig(deformation=0.0)
+    rng = np.random.default_rng(0)
+    cells = _new_cells(rng, config, np.array([[30.0, 30.0], [30.0, 40.0]]), np.array([10.0, 6.0]),
+                       np.array([1.0, 1.0]))
+    codes, counts = _paint(cells, (64, 64))
+    assert codes[30, 36] == 2  # inside both discs: the smaller (second) cell
+    assert counts[1] == pytest.approx(np.pi * 36, rel=0.1)  # the small disc is whole
+    assert counts[0] < np.pi * 100 * 0.95  # the large one gave way
+    assert counts.sum() == (codes > 0).sum()
