@@ -32,6 +32,18 @@ def test_compressed_tiff_is_read_page_by_page(tmp_path, stack):
     np.testing.assert_array_equal(movie[3], stack[3])
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zstd"])
+def test_lzw_and_zstd_tiffs_as_microscopes_write_them(tmp_path, stack, compression):
+    path = tmp_path / f"{compression}.tif"
+    tifffile.imwrite(path, stack, compression=compression)
+    np.testing.assert_array_equal(np.stack(list(open_movie(path))), stack)
+    folder = tmp_path / f"{compression}_frames"
+    folder.mkdir()
+    for t, frame in enumerate(stack):
+        tifffile.imwrite(folder / f"t{t:03d}.tif", frame, compression=compression)
+    np.testing.assert_array_equal(np.stack(list(open_movie(folder))), stack)
+
+
 def test_png_folder_in_natural_order_and_rgb_to_grey(tmp_path):
     import imageio.v3 as iio
 
