@@ -268,3 +268,21 @@ def test_tiny_training_run_exports_and_scores_in_the_tracker(tmp_path, monkeypat
         tracker.push(table[table["frame"] == t].drop(columns=["track_id"]), frame=t)
     tracks = tracker.finish()
     assert len(tracks) == len(table)
+
+
+def test_true_links_and_division_scores():
+    from edgetrack.training.cell_assoc.evaluate import link_scores, true_links
+
+    movie = _labelled(seed=1, n_tracks=3, n_frames=7, divide_at=3)
+    tab = movie.table
+    links = true_links(movie)
+    # every object but those of the first frame has exactly one true parent here (no false objects, no gaps)
+    assert len(links) == int((tab["frame"] > 0).sum())
+    mother_last = int(tab.index[(tab["track_id"] == 1) & (tab["frame"] == 3)][0])
+    daughters = set(tab.index[(tab["frame"] == 4) & tab["track_id"].isin([4, 5])])
+    assert {c for p, c in links if p == mother_last} == daughters
+    perfect = link_scores(links, links)
+    assert perfect["link_f1"] == 1.0 and perfect["division_f1"] == 1.0 and perfect["division_n_true"] == 1
+    one_child = links - {(mother_last, min(daughters))}
+    broken = link_scores(one_child, links)
+    assert broken["division_recall"] == 0.0 and broken["link_recall"] < 1.0 and broken["link_precision"] == 1.0

@@ -62,6 +62,43 @@ def train_and_export(seed: int, out: Path | str, *, name: str = "cell_assoc", co
     return entry
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from edgetrack.runtime.models import clear_cache
+
+    from .data import movie_pool
+    from .evaluate import evaluate_tracking, time_model
+
+    scorers = args.scorers.split(",")
+    if args.folder is not None:  # the transformer of another folder, under its own scorer name
+        from edgetrack.runtime.associate import register_scorer, scorer_names
+        from edgetrack.runtime.cell_assoc import TransformerScorer
+
+        folder = str(Path(args.folder).resolve())
+        name = f"transformer[{folder}]"
+        if name not in scorer_names():
+            register_scorer(name, lambda **o: TransformerScorer(folder=folder, **o))
+        scorers = [name if s == "transformer" else s for s in scorers]
+    clear_cache()
+    movies = movie_pool(args.movies, np.random.default_rng(np.random.SeedSequence(entropy=args.seed, spawn_key=(7,))))
+    tables = []
+    for min_score in args.min_score or [0.05, 0.5]:
+        table = evaluate_tracking(movies, scorers=tuple(scorers), linkers=tuple(args.linkers.split(",")),
+                                  max_distance_diameters=args.max_distance, min_score=min_score)
+        table.insert(2, "min_score", min_score)
+        tables.append(table)
+    result = pd.concat(tables, ignore_index=True)
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(result[["scorer", "linker", "min_score", "link_precision", "link_recall", "link_f1", "division_precision",
+                      "division_recall", "division_f1", "division_n_true", "ms_per_frame"]].round(4).to_string(index=False))
+    if "transformer" in args.scorers.split(","):
+        print("ONNX Runtime, 4 frames x 100 objects:", time_model(folder=args.folder, threads=1), "(1 thread);",
+              time_model(folder=args.folder), "(default threads)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgetrack.training.cell_assoc",
                                      description="Train the cell association transformer and export it to ONNX.")
@@ -77,7 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=None, help="token width d (default 64)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quiet", action="store_true")
+    e = sub.add_parser("evaluate", help="track held-out simulated movies with each scorer and linker; "
+                                        "print link / division scores and the model's ms per window")
+    e.add_argument("--seed", type=int, default=1, help="seed of the held-out movies (training uses 0 and its spawns)")
+    e.add_argument("--movies", type=int, default=8, help="held-out movies (simulator settings varied as in training)")
+    e.add_argument("--folder", default=None, help="folder of the exported model (default: the installed models)")
+    e.add_argument("--scorers", default="distance,transformer")
+    e.add_argument("--linkers", default="greedy,ilp")
+    e.add_argument("--min-score", type=float, action="append", default=None,
+                   help="Tracker min_score (repeat to sweep; default 0.05 and 0.5)")
+    e.add_argument("--max-distance", type=float, default=1.5, help="Tracker max_distance in cell diameters")
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        return _evaluate(args)
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = "python -m edgetrack.training.cell_assoc " + " ".join(shlex.quote(a) for a in argv_list)
 
