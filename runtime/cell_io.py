@@ -29,8 +29,8 @@ import pandas as pd
 from .errors import FileReadError, InputError, OutputError
 from .io import Movie, _check_numbering, _natural_key, _quiet_tifffile, check_table, open_movie
 
-__all__ = ["Masks", "open_masks", "open_images", "read_ctc_lineage", "ctc_from_tracks", "write_ctc_result",
-           "read_ctc_result", "LINEAGE_COLUMNS"]
+__all__ = ["Masks", "open_masks", "open_images", "read_ctc_lineage", "check_lineage", "ctc_from_tracks", "ctc_result",
+           "relabel_frame", "write_ctc_result", "write_lineage", "read_ctc_result", "LINEAGE_COLUMNS"]
 
 LINEAGE_COLUMNS = ("label", "start", "end", "parent")
 _CTC_PATTERNS = (re.compile(r"^mask(\d+)\.tiff?$", re.I), re.compile(r"^man_track(\d+)\.tiff?$", re.I),
@@ -409,6 +409,36 @@ def write_lineage(lineage: pd.DataFrame, path: str | os.PathLike[str]) -> None:
             handle.write(f"{row.label} {row.start} {row.end} {row.parent}\n")
 
 
+def _relabelled_frames(tracks: pd.DataFrame, masks: Masks) -> tuple[Iterator[np.ndarray], pd.DataFrame]:
+    """(a generator of each frame's mask relabelled by CTC track, the CTC lineage)."""
+    objects, lineage = ctc_from_tracks(tracks)
+    n = len(masks)
+    if len(objects) and (objects["frame"].min() < 0 or objects["frame"].max() >= n):
+        raise InputError(f"tracks: frames must lie in 0..{n - 1} (the masks have {n} frames)")
+    objects = objects.sort_values(["frame", "label"], kind="stable")
+    cut = np.searchsorted(objects["frame"].to_numpy(), np.arange(n + 1))
+    lab = objects["label"].to_numpy(np.int64)
+    new = objects["ctc_label"].to_numpy(np.int64)
+
+    def frames() -> Iterator[np.ndarray]:
+        for t in range(n):
+            yield relabel_frame(masks[t], lab[cut[t]:cut[t + 1]], new[cut[t]:cut[t + 1]], frame=t)
+
+    return frames(), lineage
+
+
+def ctc_result(tracks: pd.DataFrame, masks) -> tuple[np.ndarray, pd.DataFrame]:
+    """A CTC result in memory: (masks relabelled by CTC track, uint16/uint32 (T, H, W); lineage).
+
+    Same conversion as :func:`write_ctc_result` (which writes it frame by frame instead).
+    """
+    masks = open_masks(masks)
+    frames, lineage = _relabelled_frames(tracks, masks)
+    out = list(frames)
+    dtype = np.result_type(*[f.dtype for f in out]) if out else np.uint16
+    return np.stack([f.astype(dtype, copy=False) for f in out]), lineage
+
+
 def write_ctc_result(tracks: pd.DataFrame, masks: Sequence[np.ndarray] | np.ndarray | str | os.PathLike[str],
                      out_dir: str | os.PathLike[str]) -> Path:
     """Write a CTC result folder: ``maskTTT.tif`` (relabelled by CTC track) and ``res_track.txt``.
@@ -422,18 +452,10 @@ def write_ctc_result(tracks: pd.DataFrame, masks: Sequence[np.ndarray] | np.ndar
 
     out = Path(out_dir)
     masks = open_masks(masks)
-    objects, lineage = ctc_from_tracks(tracks)
+    frames, lineage = _relabelled_frames(tracks, masks)
     n = len(masks)
-    if len(objects) and (objects["frame"].min() < 0 or objects["frame"].max() >= n):
-        raise InputError(f"tracks: frames must lie in 0..{n - 1} (the masks have {n} frames)")
-    objects = objects.sort_values(["frame", "label"], kind="stable")
-    frame = objects["frame"].to_numpy()
-    cut = np.searchsorted(frame, np.arange(n + 1))
-    lab = objects["label"].to_numpy(np.int64)
-    new = objects["ctc_label"].to_numpy(np.int64)
     with _atomic_folder(out) as tmp:
-        for t in range(n):
-            relabelled = relabel_frame(masks[t], lab[cut[t]:cut[t + 1]], new[cut[t]:cut[t + 1]], frame=t)
+        for t, relabelled in enumerate(frames):
             tifffile.imwrite(tmp / _frame_name(t, n), relabelled)
         write_lineage(lineage, tmp / "res_track.txt")
     return out

@@ -7,7 +7,11 @@ linker decides them, with divisions (``max_children=2``) where the linker suppor
 
 Default ``max_distance`` (when None): one median equivalent diameter ``sqrt(4 area / pi)`` of the
 objects of the first frame that has any, in px: a cell is assumed to move less than its own
-diameter between frames, and daughters to appear within a diameter of their mother.
+diameter between frames, and daughters to appear within a diameter of their mother. With the
+distance scorer the default ``step_sigma`` is ``max_distance / 2`` (a cell radius), not the spot
+tracker's ``max_distance / 3``: a daughter appears about one radius from its mother's centre, and
+with the narrower Gaussian such a link scores below a neighbour's continuation or a gap-closing
+link, so divisions are missed (on the CTC sequences in ``benchmarks/bench_cells.py``).
 
 Track ids: the streaming tracker commits ids frame by frame; a mother whose second daughter is
 linked only after a gap has by then handed its id to the first daughter. :meth:`CellTracker.finish`
@@ -79,7 +83,10 @@ class CellTracker:
     def _make_tracker(self, max_distance: float):
         from .stream import Tracker
 
-        return Tracker(max_distance=float(max_distance), **self._options)
+        options = dict(self._options)
+        if options["scorer"] == "distance" and options.get("step_sigma") is None:
+            options["step_sigma"] = float(max_distance) / 2.0
+        return Tracker(max_distance=float(max_distance), **options)
 
     @property
     def frames_pushed(self) -> int:
@@ -99,8 +106,17 @@ class CellTracker:
             raise InputError(f"frame {self._next_frame}: {exc}") from None
         table = pd.DataFrame(np.column_stack([values[:, :2], label.astype(np.float64), values[:, 2:]]),
                              columns=list(_OBJECT_COLUMNS))
+        self.seconds["features"] += time.perf_counter() - t0
+        return self.push_objects(table)
+
+    def push_objects(self, objects: pd.DataFrame) -> list[pd.DataFrame]:
+        """Add the next frame as a table of its objects (columns ``y, x, label`` and :data:`CELL_FEATURES`,
+        e.g. the rows of :func:`~edgetrack.runtime.cell_features.frame_features` of that frame)."""
+        missing = [c for c in _OBJECT_COLUMNS if c not in objects.columns]
+        if missing:
+            raise InputError(f"objects of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
+        table = objects.loc[:, list(_OBJECT_COLUMNS)]
         t1 = time.perf_counter()
-        self.seconds["features"] += t1 - t0
         frame = self._next_frame
         self._next_frame += 1
         if self._tracker is None:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from skimage.draw import disk
 
-from edgetrack.runtime.cell_io import ctc_from_tracks, relabel_frame
+from edgetrack.runtime.cell_io import ctc_from_tracks, ctc_result
 from edgetrack.runtime.cells import CELL_COLUMNS, CellTracker, default_max_distance, tracks_from_links, track_cells
 from edgetrack.runtime.ctc_metrics import ctc_scores
 from edgetrack.runtime.errors import ConfigError, InputError
@@ -148,10 +148,21 @@ def test_simulated_cells_track_well():
 
     movie = simulate_cells(seed=1, n_frames=20, miss_rate=0.0, merge_rate=0.0, split_rate=0.0, false_rate=0.0)
     tracks = track_cells(movie.true_masks, movie.images, linker="greedy")
-    objects, lineage = ctc_from_tracks(tracks)
-    res = np.stack([relabel_frame(movie.true_masks[t], objects.label[objects.frame == t].to_numpy(),
-                                  objects.ctc_label[objects.frame == t].to_numpy(), t)
-                    for t in range(len(movie.true_masks))])
+    res, lineage = ctc_result(tracks, movie.true_masks)
     scores = ctc_scores(movie.true_masks, movie.lineage, res, lineage)
     assert scores["FN"] == 0 and scores["FP"] == 0
     assert scores["TRA"] > 0.97
+
+
+@pytest.mark.parametrize("name", ["Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+"])
+def test_ctc_markers_meet_the_tra_target(name):
+    # the ground-truth markers as the segmentation: only linking is judged (target TRA >= 0.99)
+    from conftest import shared_data
+    from edgetrack.runtime.cell_io import open_masks, read_ctc_lineage
+
+    folder = shared_data("ctc", name, "01_GT", "TRA")
+    masks = np.stack(list(open_masks(folder)))
+    tracks = track_cells(masks, linker="greedy")
+    res, lineage = ctc_result(tracks, masks)
+    scores = ctc_scores(masks, read_ctc_lineage(folder), res, lineage)
+    assert scores["TRA"] >= 0.99
