@@ -7,10 +7,8 @@
 - :func:`read_ctc_lineage` reads ``res_track.txt`` / ``man_track.txt`` (one line ``L B E P`` per track:
   label L is present from frame B to frame E inclusive, its parent track is P, 0 = none).
 - :func:`write_ctc_result` writes a CTC result folder from a tracks table; :func:`ctc_from_tracks`
-  does the conversion in memory (for the metrics); :func:`read_ctc_result` reads a folder back.
-
-TIFFs compressed with LZW or deflate (as the CTC distributes them) are read with tifffile where it
-can and otherwise with Pillow, so no extra codec package is needed.
+  (lineage) and :func:`ctc_result` (relabelled masks too) do the conversion in memory, for the
+  metrics; :func:`read_ctc_result` reads a folder back.
 """
 
 from __future__ import annotations
@@ -42,23 +40,15 @@ _LINEAGE_NAMES = ("res_track.txt", "man_track.txt")
 # ----------------------------------------------------------------------------------------- reading
 
 def _read_image_file(path: Path) -> np.ndarray:
-    """One 2-D image from a TIFF (tifffile, or Pillow for codecs tifffile lacks) or PNG file."""
+    """One 2-D image from a TIFF (any codec imagecodecs reads: the CTC's are LZW) or PNG file."""
     if path.suffix.lower() == ".png":
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))
     import tifffile
 
-    try:
-        with _quiet_tifffile():
-            return tifffile.imread(str(path))
-    except ValueError as exc:  # e.g. "<COMPRESSION.LZW: 5> requires the 'imagecodecs' package"
-        if "imagecodecs" not in str(exc):
-            raise
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image)
+    with _quiet_tifffile():
+        return tifffile.imread(str(path))
 
 
 class Masks(Movie):
@@ -116,30 +106,6 @@ def _open_folder(folder: Path) -> tuple[Movie, np.ndarray | None]:
     return Movie(str(folder), len(files), tuple(first.shape), read), numbers
 
 
-def _open_stack(path: Path) -> Movie:
-    """A stacked TIFF (or .npy): tifffile first, Pillow page by page for codecs tifffile lacks."""
-    movie = open_movie(path)
-    try:
-        movie[0]
-        return movie
-    except FileReadError as exc:
-        if "imagecodecs" not in str(exc):
-            raise
-    from PIL import Image
-
-    image = Image.open(path)
-    n = int(getattr(image, "n_frames", 1))
-
-    def read(i: int) -> np.ndarray:
-        image.seek(i)
-        return np.asarray(image)
-
-    first = read(0)
-    if first.ndim != 2:
-        raise InputError(f"{path}: expected 2-D frames, got shape {first.shape}")
-    return Movie(str(path), n, tuple(first.shape), read)
-
-
 def _open_any(source: str | os.PathLike[str] | np.ndarray) -> tuple[Movie, np.ndarray | None]:
     if isinstance(source, np.ndarray):
         return open_movie(source), None
@@ -150,7 +116,7 @@ def _open_any(source: str | os.PathLike[str] | np.ndarray) -> tuple[Movie, np.nd
         raise FileReadError(f"{path}: no such file or folder")
     if path.is_dir():
         return _open_folder(path)
-    return _open_stack(path), None
+    return open_movie(path), None
 
 
 def open_masks(source: str | os.PathLike[str] | np.ndarray) -> Masks:

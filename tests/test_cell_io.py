@@ -51,7 +51,7 @@ def test_open_masks_from_ctc_folder_stack_npy_and_array(tmp_path):
     assert len(open_masks(res)) == 3
 
 
-def test_lzw_tiffs_are_read_without_imagecodecs(tmp_path):
+def test_lzw_tiffs_as_the_ctc_ships_them(tmp_path):
     from PIL import Image
 
     masks = blocks(3)
