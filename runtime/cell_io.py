@@ -223,7 +223,7 @@ def ctc_from_tracks(tracks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     parent = table["parent_track_id"].to_numpy(np.int64)
     if len(frame) and (label < 1).any():
         raise InputError("tracks: 'label' must be >= 1 (the object's label in its mask; 0 is background)")
-    if pd.Series(list(zip(frame, label))).duplicated().any():
+    if table.duplicated(subset=["frame", "label"]).any():
         raise InputError("tracks: the same (frame, label) appears twice; each mask object belongs to one track")
     order = np.lexsort((frame, track))
     f, t = frame[order], track[order]
@@ -248,6 +248,7 @@ def ctc_from_tracks(tracks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     if unknown:
         raise InputError(f"tracks: parent_track_id {sorted(unknown)[0]} is not a track_id of the table")
     first_frame = dict(zip(track_ids.tolist(), f[starts].tolist()))
+    rows_of = {tid: (int(s), int(e)) for tid, s, e in zip(track_ids.tolist(), starts, ends)}
     # cuts: gaps, and the start of each daughter while the mother goes on
     daughter_starts: dict[int, set[int]] = {}
     for child, mother in track_parent.items():
@@ -274,7 +275,7 @@ def ctc_from_tracks(tracks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             p = ctc_label[(tid, j - 1)]
         elif tid in track_parent:
             mother = track_parent[tid]
-            ms, me = starts[track_ids == mother][0], ends[track_ids == mother][0]
+            ms, me = rows_of[mother]
             before = np.flatnonzero(f[ms:me] < start_frame)
             if len(before) == 0:
                 raise InputError(f"tracks: track {tid} starts at frame {start_frame}, but its parent {mother} "
