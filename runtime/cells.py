@@ -116,6 +116,8 @@ class CellTracker:
         if missing:
             raise InputError(f"objects of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
         table = objects.loc[:, list(_OBJECT_COLUMNS)]
+        if table["label"].duplicated().any():
+            raise InputError(f"objects of frame {self._next_frame}: a label appears twice (one row per object)")
         t1 = time.perf_counter()
         frame = self._next_frame
         self._next_frame += 1

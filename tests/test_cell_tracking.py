@@ -127,6 +127,11 @@ def test_lap_links_one_to_one_and_options_are_checked():
         tracker = CellTracker(max_distance=5.0)
         tracker.push(masks[0])
         tracker.push(masks[0][:10])
+    with pytest.raises(InputError, match="twice"):
+        CellTracker(max_distance=5.0).push_objects(
+            pd.DataFrame({c: [1.0, 1.0] for c in ("y", "x", "label", *CELL_COLUMNS[6:])}))
+    with pytest.raises(InputError, match="missing column"):
+        CellTracker(max_distance=5.0).push_objects(pd.DataFrame({"y": [1.0], "x": [2.0]}))
     with pytest.raises(InputError, match="counts must match"):
         track_cells(masks, images=np.zeros((3, *masks.shape[1:])))
 
