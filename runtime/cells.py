@@ -1,7 +1,8 @@
 """Cell tracking from label masks, on the streaming :class:`~edgetrack.runtime.stream.Tracker`.
 
-Each frame's label image becomes one table of objects (centroid ``y, x``, the object's ``label`` and
-the :data:`~edgetrack.runtime.cell_features.CELL_FEATURES`), pushed into a ``Tracker`` whose scorer
+Each frame's label image becomes one table of objects (centroid ``y, x`` and the
+:data:`~edgetrack.runtime.cell_features.CELL_FEATURES`; the labels stay aside, the tracker only sees
+each object's row number in its frame), pushed into a ``Tracker`` whose scorer
 (``"distance"``, or a learned one such as ``"transformer"``) scores the candidate links and whose
 linker decides them, with divisions (``max_children=2``) where the linker supports them.
 
@@ -36,7 +37,10 @@ __all__ = ["CellTracker", "track_cells", "default_max_distance", "CELL_COLUMNS",
 CELL_COLUMNS: tuple[str, ...] = ("frame", "label", "y", "x", "track_id", "parent_track_id", *CELL_FEATURES)
 #: Linkers that allow one child per object only: with them ``divisions=True`` links without divisions.
 ONE_TO_ONE_LINKERS = frozenset({"lap"})
-_OBJECT_COLUMNS = ("y", "x", "label", *CELL_FEATURES)  # what is pushed per object (label travels along)
+_OBJECT_COLUMNS = ("y", "x", "label", *CELL_FEATURES)  # what push_objects takes per object
+# what the Tracker (and its scorer) gets: the label is replaced by the object's row in its frame, so no
+# scorer can read an identity from labels that a ground truth (or a tracking segmenter) keeps across frames
+_PUSHED_COLUMNS = ("y", "x", "object", *CELL_FEATURES)
 
 
 def default_max_distance(area: np.ndarray) -> float:
@@ -78,6 +82,7 @@ class CellTracker:
         self._next_frame = 0
         self._shape: tuple[int, ...] | None = None
         self._parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # frame, values, det, parent det
+        self._labels: dict[int, np.ndarray] = {}  # frame -> label of each object row pushed
         self.seconds = {"features": 0.0, "tracking": 0.0}
 
     def _make_tracker(self, max_distance: float):
@@ -115,12 +120,15 @@ class CellTracker:
         missing = [c for c in _OBJECT_COLUMNS if c not in objects.columns]
         if missing:
             raise InputError(f"objects of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
-        table = objects.loc[:, list(_OBJECT_COLUMNS)]
-        if table["label"].duplicated().any():
+        labels = objects["label"].to_numpy()
+        if pd.Series(labels).duplicated().any():
             raise InputError(f"objects of frame {self._next_frame}: a label appears twice (one row per object)")
+        table = objects.loc[:, list(_OBJECT_COLUMNS)].rename(columns={"label": "object"})
+        table["object"] = np.arange(len(table), dtype=np.float64)
         t1 = time.perf_counter()
         frame = self._next_frame
         self._next_frame += 1
+        self._labels[frame] = labels.astype(np.int64)
         if self._tracker is None:
             if len(table) == 0:
                 return []  # no object yet to size max_distance from: the frame is pushed (empty) later
@@ -132,9 +140,12 @@ class CellTracker:
         return out
 
     def _keep(self, update) -> pd.DataFrame:
-        self._parts.append((update.frame, update.values, update.det_id, update.parent_det_id))
-        return _table(np.full(len(update), update.frame, np.int64), update.values, update.track_id,
-                      update.parent_track_id)
+        values = update.values.copy()
+        labels = self._labels.pop(update.frame, np.zeros(0, np.int64))
+        if len(values):  # the object's row in its frame back to its label
+            values[:, 2] = labels[values[:, 2].astype(np.int64)]
+        self._parts.append((update.frame, values, update.det_id, update.parent_det_id))
+        return _table(np.full(len(update), update.frame, np.int64), values, update.track_id, update.parent_track_id)
 
     def flush(self) -> list[pd.DataFrame]:
         """Commit every remaining frame; returns their tables (streaming ids)."""

@@ -171,3 +171,31 @@ def test_ctc_markers_meet_the_tra_target(name):
     res, lineage = ctc_result(tracks, masks)
     scores = ctc_scores(masks, read_ctc_lineage(folder), res, lineage)
     assert scores["TRA"] >= 0.99
+
+
+class _RecordingWindowScorer:
+    """A window scorer (like the transformer) that records what the tracker hands it."""
+
+    name = "cell-test-window"
+    needs_window = True
+    seen: list = []
+
+    def configure(self, max_distance: float) -> None:
+        self.max_distance = max_distance
+
+    def score(self, edges, features=None):
+        raise AssertionError("a window scorer is called through score_window")
+
+    def score_window(self, node_frame, values, columns, edges):
+        type(self).seen.append(tuple(columns))
+        return np.exp(-edges.dist / self.max_distance)
+
+
+def test_window_scorers_get_the_cell_features_but_no_labels():
+    from edgetrack.runtime.associate import register_scorer
+
+    register_scorer("cell-test-window", _RecordingWindowScorer)
+    masks, truth = dividing_scene()
+    tracks = track_cells(masks, scorer="cell-test-window", max_distance=20.0)
+    assert _RecordingWindowScorer.seen and set(_RecordingWindowScorer.seen) == {("y", "x", "object", *CELL_COLUMNS[6:])}
+    assert (_names(tracks, truth).groupby("cell")["track_id"].nunique() == 1).all()
