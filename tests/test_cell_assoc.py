@@ -286,3 +286,40 @@ def test_true_links_and_division_scores():
     one_child = links - {(mother_last, min(daughters))}
     broken = link_scores(one_child, links)
     assert broken["division_recall"] == 0.0 and broken["link_recall"] < 1.0 and broken["link_precision"] == 1.0
+
+
+@needs_model
+def test_exported_model_links_stand_in_cells_with_divisions():
+    from edgetrack.training.cell_assoc.evaluate import link_scores, track_links, true_links
+
+    movie = _labelled(seed=5, n_tracks=10, n_frames=12, divide_at=5)
+    pred, _ = track_links(movie, "transformer", "greedy", max_distance=25.0, min_score=0.05)
+    scores = link_scores(pred, true_links(movie))
+    assert scores["link_f1"] > 0.95, scores
+    assert scores["division_recall"] == 1.0, scores
+
+
+@needs_model
+def test_runtime_transformer_does_not_import_torch():
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from edgetrack.runtime.cell_assoc import associate
+        import pandas as pd
+
+        rng = np.random.default_rng(0)
+        start = rng.uniform(20, 180, (8, 2))
+        rows = [dict(frame=t, y=p[0] + 1.5 * t, x=p[1], area=314.0, perimeter=63.0, eccentricity=0.3, solidity=0.95,
+                     mean_intensity=500.0, inertia_yy=25.0, inertia_xy=0.0, inertia_xx=25.0)
+                for t in range(6) for p in start]
+        table = pd.DataFrame(rows)
+        src, dst, prob = associate(table, window=4)
+        assert len(src) and np.all((prob >= 0) & (prob <= 1))
+        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")], "torch was imported"
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
