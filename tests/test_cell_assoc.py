@@ -163,6 +163,29 @@ def test_targets_follow_tracks_and_divisions():
     assert rep.tolist() == [0, 5, 5]
 
 
+def test_augmentation_keeps_features_consistent():
+    from edgetrack.training.cell_assoc.data import augment_table
+
+    table, _ = synthetic_cells(n_frames=3)
+    frame = table["frame"].to_numpy()
+    values = table[list(COLUMNS)].to_numpy(copy=True)
+    values[:, COLUMNS.index("inertia_yy")] *= 1.5  # elongated along y
+    values[:, COLUMNS.index("inertia_xy")] = 3.0
+    base = window_inputs(frame, values, COLUMNS)["features"]
+    for seed in range(8):
+        aug = augment_table(values, np.random.default_rng(seed))
+        feats = window_inputs(frame, aug, COLUMNS)["features"]
+        # flips and transposes move the geometry but never the size or shape features
+        np.testing.assert_allclose(feats[:, :4], base[:, :4], atol=1e-5)
+        assert np.allclose(np.abs(feats[:, 7]), np.abs(base[:, 7]), atol=1e-5)
+        swapped = np.allclose(feats[:, 6], base[:, 8], atol=1e-5) and np.allclose(feats[:, 8], base[:, 6], atol=1e-5)
+        assert swapped or (np.allclose(feats[:, 6], base[:, 6], atol=1e-5))
+        jittered = augment_table(values, np.random.default_rng(seed), size_jitter=0.5)
+        ratio = jittered[:, 2] / values[:, 2]
+        np.testing.assert_allclose(jittered[:, 3] / values[:, 3], np.sqrt(ratio), rtol=1e-9)
+        assert ratio.min() < 0.9  # some objects shrink a lot
+
+
 # ---------------------------------------------------------------- training side (torch)
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")

@@ -54,7 +54,7 @@ def train_and_export(seed: int, out: Path | str, *, name: str = "cell_assoc", co
         "radius": float(model.cfg.radius),
         "architecture": model.cfg.to_dict(),
         "training": {"command": command or "", "seed": seed, "steps": info["steps"], "batch": cfg.batch,
-                     "movies": cfg.movies, "train_seconds": info["train_seconds"], "final_loss": info["final_loss"]},
+                     "movies": cfg.movies, "size_jitter": cfg.size_jitter, "train_seconds": info["train_seconds"], "final_loss": info["final_loss"]},
         "metrics": info.get("metrics", {}),
         "parity_max_abs_diff": diff,
     }
@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--movies", type=int, default=None, help="simulated training movies (default 160)")
     p.add_argument("--eval-movies", type=int, default=None, help="held-out movies for the metrics (default 12)")
     p.add_argument("--width", type=int, default=None, help="token width d (default 64)")
+    p.add_argument("--size-jitter", type=float, default=None,
+                   help="per-object probability of a large size change in training (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quiet", action="store_true")
     e = sub.add_parser("evaluate", help="track held-out simulated movies with each scorer and linker; "
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(msg, file=sys.stderr, flush=True)
 
     options: dict = {"threads": args.threads}
-    for key in ("steps", "batch", "movies", "eval_movies"):
+    for key in ("steps", "batch", "movies", "eval_movies", "size_jitter"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.width is not None:

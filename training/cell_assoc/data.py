@@ -111,11 +111,18 @@ def window_targets(frame: np.ndarray, track: np.ndarray, parent: dict) -> tuple[
     return target, division
 
 
-def augment_table(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def augment_table(values: np.ndarray, rng: np.random.Generator, size_jitter: float = 0.0) -> np.ndarray:
     """A flipped / transposed copy of window values (columns ``y, x, *CELL_FEATURE_COLUMNS``), with
-    the inertia tensor transformed to match, and sometimes no image (mean_intensity 0)."""
+    the inertia tensor transformed to match, and sometimes no image (mean_intensity 0).
+
+    size_jitter: probability per object of a size change by a factor exp(U(-1.5, 0.3)) (area and
+    inertia times it, perimeter times its square root), as when a segmenter or a tracking marker
+    covers only part of a cell; every object also gets a small size and brightness jitter
+    (log-normal, sigma 0.08) when size_jitter > 0.
+    """
     v = values.copy()
     iyy, ixy, ixx = (2 + CELL_FEATURE_COLUMNS.index(c) for c in ("inertia_yy", "inertia_xy", "inertia_xx"))
+    iarea, iper, iint = (2 + CELL_FEATURE_COLUMNS.index(c) for c in ("area", "perimeter", "mean_intensity"))
     if rng.random() < 0.5:
         v[:, 0] = -v[:, 0]
         v[:, ixy] = -v[:, ixy]
@@ -125,23 +132,34 @@ def augment_table(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         v[:, [0, 1]] = v[:, [1, 0]]
         v[:, [iyy, ixx]] = v[:, [ixx, iyy]]
+    if size_jitter > 0:
+        n = len(v)
+        log_s = rng.normal(0.0, 0.08, n)
+        big = rng.random(n) < size_jitter
+        log_s[big] = rng.uniform(-1.5, 0.3, int(big.sum()))
+        s = np.exp(log_s)
+        v[:, iarea] *= s
+        v[:, [iyy, ixy, ixx]] *= s[:, None]
+        v[:, iper] *= np.sqrt(s)
+        v[:, iint] *= np.exp(rng.normal(0.0, 0.08, n))
     if rng.random() < 0.25:
-        v[:, 2 + CELL_FEATURE_COLUMNS.index("mean_intensity")] = 0.0
+        v[:, iint] = 0.0
     return v
 
 
 def make_window(movie: LabelledMovie, start: int, n_frames: int, rng: np.random.Generator | None = None,
-                shift: float = 0.0) -> Window:
+                shift: float = 0.0, size_jitter: float = 0.0) -> Window:
     """The window of frames ``[start, start + n_frames)`` of ``movie`` (augmented when ``rng`` is given;
-    ``shift``: the largest random translation of the normalised coordinates, cell diameters)."""
+    ``shift``: the largest random translation of the normalised coordinates, cell diameters;
+    ``size_jitter``: see :func:`augment_table`)."""
     tab = movie.table
     rows = tab.index[(tab["frame"] >= start) & (tab["frame"] < start + n_frames)]
     sub = tab.loc[rows]
     frame = sub["frame"].to_numpy(np.int64)
     values = sub.loc[:, list(_VALUE_COLUMNS)].to_numpy(np.float64)
     if rng is not None:
-        values = augment_table(values, rng)
-    track = representatives(frame, sub["track_id"].to_numpy(np.int64), sub["area"].to_numpy(np.float64))
+        values = augment_table(values, rng, size_jitter)
+    track = representatives(frame, sub["track_id"].to_numpy(np.int64), sub["area"].to_numpy(np.float64))  # true sizes
     inputs = window_inputs(frame, values, _VALUE_COLUMNS)
     coords = inputs["coords"]
     if rng is not None and shift > 0:
