@@ -31,6 +31,7 @@ import pandas as pd
 
 from .cell_features import CELL_FEATURES, frame_features_array
 from .errors import ConfigError, InputError
+from .lineage import tracks_from_links
 
 __all__ = ["CellTracker", "track_cells", "default_max_distance", "CELL_COLUMNS", "ONE_TO_ONE_LINKERS"]
 
@@ -168,45 +169,6 @@ class CellTracker:
         parent_det = np.concatenate([p[3] for p in self._parts])
         track, parent_track = tracks_from_links(det, parent_det)
         return _table(frame, values, track, parent_track)
-
-
-def tracks_from_links(det_id: np.ndarray, parent_det_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Track ids from detection links: an object with two or more children ends its track.
-
-    det_id: int64 (n,) unique ids, in an order where every parent comes before its children;
-    parent_det_id: int64 (n,) the linked predecessor's id (-1 none). Returns (track_id int64 (n,)
-    numbered 0.. in order of the tracks' first objects, parent_track_id int64 (n,): the mother's track
-    on a daughter's first object, -1 elsewhere).
-    """
-    det_id = np.asarray(det_id, np.int64)
-    parent_det_id = np.asarray(parent_det_id, np.int64)
-    n = len(det_id)
-    order = np.argsort(det_id, kind="stable")
-    sorted_ids = det_id[order]
-    has = parent_det_id >= 0
-    parent_row = np.full(n, -1, np.int64)
-    if has.any():
-        pos = np.searchsorted(sorted_ids, parent_det_id[has])
-        pos = np.minimum(pos, n - 1)
-        if (sorted_ids[pos] != parent_det_id[has]).any():
-            raise InputError("a link names a parent detection that is not in the table")
-        parent_row[has] = order[pos]
-    children = np.bincount(parent_row[has], minlength=n) if n else np.zeros(0, np.int64)
-    track = np.full(n, -1, np.int64)
-    parent_track = np.full(n, -1, np.int64)
-    next_id = 0
-    for r in order.tolist():
-        p = parent_row[r]
-        if p >= 0 and track[p] < 0:
-            raise InputError("links must point from earlier to later detections")
-        if p >= 0 and children[p] == 1:
-            track[r] = track[p]
-        else:
-            track[r] = next_id
-            next_id += 1
-            if p >= 0:
-                parent_track[r] = track[p]
-    return track, parent_track
 
 
 def _table(frame: np.ndarray, values: np.ndarray, track: np.ndarray, parent_track: np.ndarray) -> pd.DataFrame:

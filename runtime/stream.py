@@ -28,6 +28,7 @@ from .config import StageConfig, require
 from .detect import SPOT_FEATURES, DetectConfig, check_frame, detect_spots_array
 from .errors import DegradedWarning, InputError
 from .graph import CandidateEdges, concat_edges, edges_into_frame
+from .lineage import tracks_from_links
 from .linking import get_linker
 
 UNDECIDED = -2
@@ -291,7 +292,11 @@ class Tracker:
         return self.results()
 
     def results(self) -> pd.DataFrame:
-        """The committed track points so far as one DataFrame (frame, y, x, track_id, ... features)."""
+        """The committed track points so far as one DataFrame (frame, y, x, track_id, ... features).
+
+        With divisions on (``max_children > 1``) the ids are renumbered from the committed links (see
+        :mod:`edgetrack.runtime.lineage`), so they can differ from those of the live updates.
+        """
         columns = self._columns or ("y", "x")
         if not self._results:
             return _points_frame(np.zeros(0, np.int64), columns, np.zeros((0, len(columns))),
@@ -299,7 +304,14 @@ class Tracker:
         frame = np.concatenate([np.full(len(u), u.frame, np.int64) for u in self._results])
         values = np.concatenate([u.values for u in self._results])
         track = np.concatenate([u.track_id for u in self._results])
-        parent = np.concatenate([u.parent_track_id for u in self._results]) if self._divisions else None
+        parent = None
+        if self._divisions:
+            # Ids rebuilt from the committed links: a mother always ends where she divides, even when her
+            # daughters were committed in different frames (live updates could not wait for the second).
+            det = np.concatenate([u.det_id for u in self._results])
+            parent_det = np.concatenate([u.parent_det_id for u in self._results])
+            known = np.isin(parent_det, det)  # a resumed tracker's results start mid-stream
+            track, parent = tracks_from_links(det, np.where(known, parent_det, -1))
         return _points_frame(frame, columns, values, track, parent)
 
     @property

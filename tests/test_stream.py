@@ -281,3 +281,28 @@ def test_cli_exposes_all_linkers_and_divisions(tmp_path):
         assert main(["link", str(tmp_path / "d.csv"), "--out", str(out), "--linker", linker, "--quiet",
                      "--max-children", "2" if linker != "lap" else "1", "--gap-penalty", "0.1"]) == 0
         assert pd.read_csv(out)["track_id"].nunique() == 6
+
+
+def test_division_whose_daughters_commit_in_different_frames_ends_the_mother():
+    """Live updates give daughter A the mother's id (B is not linked yet); results() ends the mother."""
+    def frame(t, pts):
+        return pd.DataFrame({"frame": t, "y": [p[0] for p in pts], "x": [p[1] for p in pts]})
+
+    tracker = Tracker(max_distance=5, max_gap=2, window=3, linker="greedy", max_children=2, keep_results=True)
+    movie = [[(10, 10), (40, 40)], [(10, 14), (40, 41)], [(10, 15), (10, 8), (40, 42)], [(10, 16), (10, 7), (40, 43)]]
+    live = [u.to_dataframe(divisions=True) for t, pts in enumerate(movie) for u in tracker.push(frame(t, pts), frame=t)]
+    live = pd.concat(live)
+    mother_live = live[(live.frame == 0) & (live.y == 10)].track_id.item()
+    assert live[(live.frame == 1) & (live.y == 10)].track_id.item() == mother_live  # what streaming had to say
+    res = tracker.finish()
+    mother = res[(res.frame == 0) & (res.y == 10)].track_id.item()
+    a = res[(res.y == 10) & (res.x >= 14)]
+    b = res[(res.y == 10) & (res.x <= 8)]
+    assert (res.track_id == mother).sum() == 1  # the mother ends where she divides
+    assert a.track_id.nunique() == 1 and b.track_id.nunique() == 1 and a.track_id.iloc[0] != b.track_id.iloc[0]
+    for daughter in (a, b):
+        first = daughter.sort_values("frame").iloc[0]
+        assert first.parent_track_id == mother
+        assert (daughter.sort_values("frame").parent_track_id.iloc[1:] == -1).all()
+    other = res[res.y >= 40]
+    assert other.track_id.nunique() == 1 and (other.parent_track_id == -1).all()
