@@ -217,24 +217,37 @@ def nodes(args) -> dict:
 
 
 def motion(args) -> dict:
-    from edgetrack.runtime.magik import predict_global
+    """Global motion model: accuracy on single-model videos, fraction MAE on mixed videos next to the
+    constant 1/3 guess, and (where the model gives them) per-detection class accuracy."""
+    from edgetrack.runtime.magik import predict_global, predict_nodes
+    from edgetrack.runtime.models import load_model
     from edgetrack.training.magik.data import MOTION_CLASSES, NO_AUGMENT, motion_graph
 
+    per_node = "node_prob" in load_model("magik_motion").output_names
     rng = np.random.default_rng(12345)
     k = len(MOTION_CLASSES)
+    cols = [f"p_{c}" for c in MOTION_CLASSES]
     conf = np.zeros((k, k), np.int64)
-    frac = []
+    frac, const = [], []
+    node_hit = node_all = 0
     for i in range(args.videos):
         g = motion_graph(rng, NO_AUGMENT, mixed=0.0 if i % 2 == 0 else 1.0)
         det = pd.DataFrame({"frame": g.frame, "y": g.y, "x": g.x})
         out = predict_global(det)
-        p = out[[f"p_{c}" for c in MOTION_CLASSES]].to_numpy()[0]
+        p = out[cols].to_numpy()[0]
+        if per_node:
+            node_p = predict_nodes(det, "magik_motion")[cols].to_numpy()
+            node_hit += int((node_p.argmax(1) == g.node_target.argmax(1)).sum())
+            node_all += len(node_p)
         if g.global_target.max() > 0.999:
             conf[int(np.argmax(g.global_target)), int(np.argmax(p))] += 1
         else:
             frac.append(float(np.abs(p - g.global_target).mean()))
+            const.append(float(np.abs(1.0 / k - g.global_target).mean()))
     result = {"classes": list(MOTION_CLASSES), "accuracy": float(np.trace(conf) / max(1, conf.sum())),
               "confusion_rows_truth_cols_pred": conf.tolist(), "fraction_mae": float(np.mean(frac)) if frac else None,
+              "constant_one_third_fraction_mae": float(np.mean(const)) if const else None,
+              "node_accuracy": node_hit / node_all if node_all else None,
               "single_model_videos": int(conf.sum()), "mixed_videos": len(frac)}
     print(result)
     return result

@@ -9,7 +9,8 @@ inference see identical features) and runs the exported models:
   all candidate edges of the streaming window at once (``needs_window = True``) and links them
   with any linker (``"lap"``, ``"greedy"``, or MAGIK's own ``"magik_post"``).
 * :func:`predict_nodes`: per-detection predictions without linking (e.g. ``sqrt(2 D)`` in px,
-  a diffusion map); :func:`predict_global`: per-video predictions (motion-model fractions).
+  a diffusion map, or each detection's motion-model probabilities); :func:`predict_global`:
+  per-video predictions (motion-model fractions: the mean of the per-detection probabilities).
 
 Model inputs (float32 / int64; ``N`` nodes padded to ``n_chunks * C``, ``M`` edges):
 
@@ -319,7 +320,7 @@ def _blocks(frame: np.ndarray, length: int) -> list[np.ndarray]:
     return np.split(order, cuts)
 
 
-def _run_graph(model, frame, y, x, chunk: int | None):
+def _run_graph(model, frame, y, x, chunk: int | None, outputs: Sequence[str] | None = None):
     graph = model.entry.get("graph", {})
     md = float(graph.get("max_distance", 0) or 0)
     gap = int(graph.get("max_gap", 2) or 2)
@@ -328,7 +329,7 @@ def _run_graph(model, frame, y, x, chunk: int | None):
     edges = build_graph(frame, y, x, md, gap)
     c = int(model.entry.get("attention_chunk", 0) or 0) if chunk is None else int(chunk)
     g = graph_inputs(frame, y, x, edges, md, c)
-    return model.run(g.inputs), g.position
+    return model.run(g.inputs, outputs), g.position
 
 
 def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusion"], *,
@@ -339,23 +340,32 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     detections: table with ``frame, y, x`` (px). The detections are cut into blocks of the
     model's training length (``graph.frames`` in its manifest entry), each block becomes one graph
     (candidate edges within ``graph.max_distance`` px, up to ``graph.max_gap`` frames), and the
-    node outputs are returned as new columns of a copy of ``detections`` (for the diffusion
-    model: ``sqrt_2D`` in px/frame^0.5 and ``D`` = sqrt_2D^2 / 2 in px^2/frame).
+    node outputs are returned as new columns of a copy of ``detections``. For the diffusion
+    model: ``sqrt_2D`` in px/frame^0.5 and ``D`` = sqrt_2D^2 / 2 in px^2/frame. For a classifying
+    model with per-node outputs (``magik_motion``): ``p_<class>`` per class (``p_fbm, p_ctrw,
+    p_attm``; they sum to 1) and ``label``, the most probable class of the detection's motion.
     """
     loaded = _load(model, provider, None, folder)
-    if loaded.entry.get("task") != "diffusion" and loaded.entry.get("kind") != "node":
-        raise ModelError(f"model {model!r} is a {loaded.entry.get('task')!r} model, not a node model")
-    targets = list(loaded.entry.get("targets", ["value"]))
+    outputs = [o.get("name") for o in loaded.entry.get("outputs", [])]
+    classes = list(loaded.entry.get("classes", []))
+    if "node_prob" in outputs and classes:
+        key, targets = "node_prob", [f"p_{c}" for c in classes]
+    elif loaded.entry.get("task") == "diffusion" or loaded.entry.get("kind") == "node":
+        key, targets = "node_pred", list(loaded.entry.get("targets", ["value"]))
+    else:
+        raise ModelError(f"model {model!r} is a {loaded.entry.get('task')!r} model without per-node outputs")
     frame, y, x = _detections(detections)
     out = np.full((len(frame), len(targets)), np.nan)
     length = int(loaded.entry.get("graph", {}).get("frames", 50) or 50)
     for rows in _blocks(frame, length):
-        result, position = _run_graph(loaded, frame[rows], y[rows], x[rows], chunk)
-        pred = np.asarray(result["node_pred"], dtype=np.float64).reshape(-1, len(targets))
+        result, position = _run_graph(loaded, frame[rows], y[rows], x[rows], chunk, [key])
+        pred = np.asarray(result[key], dtype=np.float64).reshape(-1, len(targets))
         out[rows] = pred[position]
     table = detections.copy()
     for j, name in enumerate(targets):
         table[name] = out[:, j]
+    if key == "node_prob":
+        table["label"] = np.asarray(classes, dtype=object)[np.argmax(out, axis=1)]
     if "sqrt_2D" in targets:
         s = np.maximum(table["sqrt_2D"].to_numpy(dtype=np.float64), 0.0)
         table["D"] = s * s / 2.0
@@ -369,7 +379,9 @@ def predict_global(detections: pd.DataFrame, model: str = DEFAULT_MODELS["motion
 
     The detections (``frame, y, x``, px) are cut into blocks of the model's training length; one
     row per block: ``frame_start, frame_end, n_detections``, one probability (or fraction) column
-    ``p_<class>`` per class of the model, and ``label`` (the most probable class).
+    ``p_<class>`` per class of the model, and ``label`` (the most probable class). For
+    ``magik_motion`` the ``p_<class>`` are the fractions of the detections moving by each model
+    (the mean over the block's detections of their per-detection probabilities).
     """
     loaded = _load(model, provider, None, folder)
     if loaded.entry.get("task") != "motion" and loaded.entry.get("kind") != "global":
@@ -379,7 +391,7 @@ def predict_global(detections: pd.DataFrame, model: str = DEFAULT_MODELS["motion
     length = int(loaded.entry.get("graph", {}).get("frames", 50) or 50)
     rows_out = []
     for rows in _blocks(frame, length):
-        result, _ = _run_graph(loaded, frame[rows], y[rows], x[rows], chunk)
+        result, _ = _run_graph(loaded, frame[rows], y[rows], x[rows], chunk, ["global_pred"])
         probs = np.asarray(result["global_pred"], dtype=np.float64).reshape(-1)
         names = classes if len(classes) == len(probs) else [str(k) for k in range(len(probs))]
         row: dict[str, Any] = {"frame_start": int(frame[rows].min()), "frame_end": int(frame[rows].max()),

@@ -249,15 +249,23 @@ def test_magik_predict_command(tmp_path):
 
 @pytest.mark.skipif(not _has_model("magik_motion"), reason="magik_motion is not exported")
 def test_predict_global_gives_fractions_per_block():
-    from edgetrack.runtime.magik import predict_global
+    from edgetrack.runtime.magik import predict_global, predict_nodes
     from edgetrack.training.simulate import simulate_detections
 
     det, _ = simulate_detections(shape=(32, 32), n_spots=30, D_range=(0.1, 0.1), n_frames=60, seed=6)
     out = predict_global(det)
     assert len(out) == 2  # 60 frames in blocks of the model's 30
-    p = out[["p_fbm", "p_ctrw", "p_attm"]].to_numpy()
+    cols = ["p_fbm", "p_ctrw", "p_attm"]
+    p = out[cols].to_numpy()
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
     assert set(out["label"]) <= {"fbm", "ctrw", "attm"}
+    if "node_prob" in load_model("magik_motion").output_names:
+        # the video's fractions are the mean of the per-detection probabilities of its block
+        nodes = predict_nodes(det, "magik_motion")
+        assert len(nodes) == len(det) and set(nodes["label"]) <= {"fbm", "ctrw", "attm"}
+        np.testing.assert_allclose(nodes[cols].sum(axis=1), 1.0, atol=1e-5)
+        block = (nodes["frame"] - nodes["frame"].min()) // 30
+        np.testing.assert_allclose(nodes.groupby(block)[cols].mean().to_numpy(), p, atol=1e-5)
 
 
 # ---------------------------------------------------------------- training side (torch)
@@ -265,17 +273,63 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 
-@pytest.mark.parametrize("kind", ["edge", "node", "global"])
+@pytest.mark.parametrize("kind", ["edge", "node", "global", "global_from_nodes"])
 def test_onnx_parity_on_random_graphs(tmp_path, kind):
-    from edgetrack.training.magik.export import export_onnx, parity
+    from edgetrack.training.magik.export import export_onnx, onnx_input_names, parity
     from edgetrack.training.magik.model import Magik, MagikConfig
 
     torch.manual_seed(0)
-    cfg = MagikConfig(edge_out=int(kind == "edge"), node_out=int(kind == "node"), global_out=3 * (kind == "global"))
+    pooled = kind == "global_from_nodes"
+    cfg = MagikConfig(edge_out=int(kind == "edge"), node_out=int(kind == "node") + 3 * pooled,
+                      global_out=3 * (kind == "global"), global_from_nodes=pooled)
     model = Magik(cfg).eval()
+    kind = "global" if pooled else kind
     path = tmp_path / "m.onnx"
     export_onnx(model, kind, path)
     assert parity(model, kind, path, sizes=(1, 5, 130, 600), chunks=(0, 16, 64)) <= 1e-4
+    if pooled:
+        import onnx
+
+        assert [o.name for o in onnx.load(str(path)).graph.output] == ["global_pred", "node_prob"]
+        assert "node_mask" in onnx_input_names(path)
+
+
+def test_global_from_nodes_is_the_mean_over_real_nodes():
+    from edgetrack.training.magik.model import Magik, MagikConfig
+    from edgetrack.training.magik.train import tensors
+
+    torch.manual_seed(3)
+    model = Magik(MagikConfig(edge_out=0, node_out=3, global_from_nodes=True)).eval()
+    rng = np.random.default_rng(3)
+    n = 75
+    frame = np.sort(rng.integers(0, 6, n))
+    y, x = rng.uniform(0, 30, n), rng.uniform(0, 30, n)
+    edges = build_graph(frame, y, x, 4.0, 2)
+    g = graph_inputs(frame, y, x, edges, 4.0, chunk=16)  # 75 nodes padded to 80
+    with torch.no_grad():
+        out = model(*tensors(g.inputs))
+    prob = out["node_prob"].numpy()
+    np.testing.assert_allclose(prob.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out["global_prob"].numpy(), prob[g.position].mean(0), atol=1e-6)
+    assert not np.allclose(out["global_prob"].numpy(), prob.mean(0), atol=1e-4)  # padding left out
+    with pytest.raises(ConfigError):
+        MagikConfig(node_out=1, global_from_nodes=True)
+
+
+def test_motion_graph_node_targets_match_the_fractions():
+    from edgetrack.training.magik.data import AugmentConfig, NO_AUGMENT, motion_graph
+
+    rng = np.random.default_rng(5)
+    for mixed, aug in ((0.0, NO_AUGMENT), (1.0, AugmentConfig())):
+        g = motion_graph(rng, aug, mixed=mixed)
+        assert g.node_target.shape == (len(g.frame), 3)
+        np.testing.assert_array_equal(g.node_target.sum(1), 1.0)
+        np.testing.assert_allclose(g.global_target, g.node_target.mean(0), atol=1e-6)
+        # one model per track
+        per_track = pd.DataFrame(g.node_target.argmax(1), columns=["c"]).groupby(g.track)["c"].nunique()
+        assert (per_track == 1).all()
+        if mixed == 0.0:
+            assert g.global_target.max() == 1.0
 
 
 def test_ablations_export_and_match(tmp_path):
@@ -312,6 +366,46 @@ def test_link_labels_mark_consecutive_detections():
     truth = {(0, 2), (1, 3), (2, 4)}  # 8 skips frame 1 (a gap of 2 frames)
     got = {(int(s), int(d)) for s, d, lab in zip(edges.src, edges.dst, labels) if lab}
     assert got == truth
+
+
+def test_motion_loss_decreases_when_nodes_are_right():
+    from edgetrack.training.magik.data import NO_AUGMENT, motion_graph
+    from edgetrack.training.magik.train import loss_of
+
+    g = motion_graph(np.random.default_rng(8), NO_AUGMENT, mixed=1.0)
+    n = len(g.frame)
+    position = np.arange(n)
+    right = torch.from_numpy(g.node_target * 8.0)
+    flat = torch.zeros(n, 3)
+    losses = []
+    for logits in (right, flat):
+        prob = torch.softmax(logits, -1)
+        losses.append(float(loss_of("motion", {"node_pred": logits, "global_prob": prob.mean(0)}, g, position)))
+    t = g.global_target[g.global_target > 0]
+    entropy = float(-(t * np.log(t)).sum())  # the floor of the soft cross-entropy of the fractions
+    assert abs(losses[0] - entropy) < 0.01
+    assert losses[1] > losses[0] + 1.0  # flat: ln 3 for the nodes plus the fractions' cross-entropy with 1/3
+
+
+def test_tiny_motion_training_exports_node_and_global_outputs(tmp_path):
+    from edgetrack.runtime.magik import predict_global, predict_nodes
+    from edgetrack.training.magik.cli import train_and_export
+    from edgetrack.training.simulate import simulate_detections
+
+    entry = train_and_export("motion", 0, tmp_path, steps=2, eval_graphs=2, command="test", parity_sizes=(3, 120))
+    assert [o["name"] for o in entry["outputs"]] == ["global_pred", "node_prob"]
+    assert entry["architecture"]["global_from_nodes"] and entry["training"]["mixed_share"] == 0.6
+    m = entry["metrics"]["metrics"]
+    assert m["n_single_model_videos"] == 1 and m["n_mixed_videos"] == 1
+    assert 0.0 <= m["node_accuracy"] <= 1.0 and m["constant_baseline_fraction_mae"] > 0
+    clear_cache()
+    det, _ = simulate_detections(shape=(32, 32), n_spots=15, D_range=(0.1, 0.1), n_frames=30, seed=2)
+    glob = predict_global(det, "magik_motion", folder=str(tmp_path))
+    nodes = predict_nodes(det, "magik_motion", folder=str(tmp_path))
+    cols = ["p_fbm", "p_ctrw", "p_attm"]
+    np.testing.assert_allclose(nodes[cols].mean().to_numpy(), glob[cols].to_numpy()[0], atol=1e-5)
+    with pytest.raises(ModelError):
+        predict_nodes(det, "magik_motion_missing", folder=str(tmp_path))
 
 
 def test_tiny_training_run_exports_and_loads(tmp_path):

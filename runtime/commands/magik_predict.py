@@ -2,7 +2,9 @@
 
 ``--task diffusion`` writes the detections with ``sqrt_2D`` (px/frame^0.5) and ``D`` (px^2/frame)
 per detection (a diffusion map); ``--task motion`` writes one row per block of frames with the
-fraction of each motion model (FBM, CTRW, ATTM at alpha = 1) and the most likely one.
+fraction of each motion model (FBM, CTRW, ATTM at alpha = 1) and the most likely one, or with
+``--per-detection`` the detections with each one's probabilities ``p_fbm, p_ctrw, p_attm`` and
+``label``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="exported model name (default magik_<task>)")
     parser.add_argument("--provider", default=None, choices=["tensorrt", "cuda", "cpu"],
                         help="ONNX Runtime execution provider (default: the first that works of tensorrt, cuda, cpu)")
+    parser.add_argument("--per-detection", action="store_true",
+                        help="motion: one row per detection with its motion-model probabilities")
     parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
 
 
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     detections = read_table(args.detections, ("frame", "y", "x"))
     name = args.model or DEFAULT_MODELS[args.task]
     start = time.perf_counter()
-    if args.task == "diffusion":
+    if args.task == "diffusion" or args.per_detection:
         table = predict_nodes(detections, name, provider=args.provider)
     else:
         table = predict_global(detections, name, provider=args.provider)

@@ -21,7 +21,7 @@ __all__ = ["main", "train_and_export"]
 
 def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None = None, steps: int | None = None,
                      chunk: int | None = None, receptive_field: bool = True, attention: bool = True,
-                     eval_graphs: int = 40, threads: int = 1, command: str | None = None,
+                     eval_graphs: int = 40, threads: int = 1, command: str | None = None, mixed: float | None = None,
                      parity_sizes: tuple[int, ...] = (1, 7, 64, 300, 1000), log=None) -> dict:
     """Train, export, check parity (random graphs of ``parity_sizes`` nodes) and update the manifest;
     returns the manifest entry."""
@@ -32,7 +32,7 @@ def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None 
     from .train import TASKS, TrainConfig, train
 
     cfg = TrainConfig(task=task, seed=seed, steps=steps, chunk=chunk, receptive_field=receptive_field,
-                      attention=attention, eval_graphs=eval_graphs, threads=threads)
+                      attention=attention, eval_graphs=eval_graphs, threads=threads, mixed=mixed)
     model, info = train(cfg, log=log)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,8 @@ def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None 
     kind = TASKS[task]["kind"]
     export_onnx(model, kind, path)
     diff = parity(model, kind, path, sizes=parity_sizes)
-    n_out = {"edge": 1, "node": model.cfg.node_out, "global": model.cfg.global_out}[kind]
+    pooled = bool(model.cfg.global_from_nodes)
+    n_out = {"edge": 1, "node": model.cfg.node_out, "global": model.cfg.node_out if pooled else model.cfg.global_out}[kind]
     graph = {"link": {"max_distance": None, "max_gap": 2, "frames": None},
              "diffusion": dict(DIFFUSION_GRAPH), "motion": dict(MOTION_GRAPH)}[task]
     entry = {
@@ -53,12 +54,13 @@ def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None 
         "size_bytes": path.stat().st_size,
         "opset": OPSET,
         "inputs": input_spec(onnx_input_names(path)),
-        "outputs": output_spec(kind, n_out),
+        "outputs": output_spec(kind, n_out, node_prob=pooled),
         "dynamic_axes": ["n_nodes", "n_edges", "n_chunks", "chunk"],
         "attention_chunk": cfg.attention_chunk,
         "graph": graph,
         "architecture": {k: v for k, v in model.cfg.to_dict().items()},
         "training": {"command": command or "", "seed": seed, "steps": info["steps"],
+                     **({"mixed_share": cfg.mixed_share} if task == "motion" else {}),
                      "train_seconds": info["train_seconds"], "final_loss": info["final_loss"]},
         "metrics": {k: v for k, v in info.items() if k.startswith("metrics")},
         "parity_max_abs_diff": diff,
@@ -88,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-attention", action="store_true", help="ablation: no gated self-attention")
     p.add_argument("--eval-graphs", type=int, default=40, help="held-out graphs for the metrics")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--mixed", type=float, default=None,
+                   help="motion: share of mixed-model training videos (default 0.6)")
     p.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     argv_list = list(sys.argv[1:] if argv is None else argv)
@@ -100,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         entry = train_and_export(args.task, args.seed, args.out, name=args.name, steps=args.steps, chunk=args.chunk,
                                  receptive_field=not args.no_receptive_field, attention=not args.no_attention,
-                                 eval_graphs=args.eval_graphs, threads=args.threads, command=command, log=log)
+                                 eval_graphs=args.eval_graphs, threads=args.threads, command=command, log=log,
+                                 mixed=args.mixed)
     except EdgetrackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

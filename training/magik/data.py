@@ -10,8 +10,8 @@ Every graph is built exactly as the runtime builds it: candidate edges from
 * ``diffusion``: 50-frame videos, 30 Brownian particles in 32 x 32 px, D log-uniform in
   [0.005, 0.7] px^2/frame per particle; node target sqrt(2 D) (px/frame^0.5).
 * ``motion``: 30-frame videos of 30 particles in 32 x 32 px moving by FBM, CTRW or ATTM at
-  alpha = 1 (one model per video, or a random mixture); global target the fraction of detections
-  of each model.
+  alpha = 1 (one model per video, or a random mixture); node target the one-hot motion model of
+  the detection's track, global target the fraction of detections of each model.
 
 Augmentation (all tasks): rotation by a random angle, mirroring, translation, Gaussian noise on
 the node features and dropping 5% of the nodes (labels are recomputed after dropping, so a
@@ -149,8 +149,15 @@ def diffusion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig
 
 
 def _motion_positions(model: str, n: int, n_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """float64 (n, n_frames, 2) positions (px, start at 0) of ``model`` at alpha = 1 and K = 1 px^2/frame."""
     from edgetrack.training.andi import theory
 
+    if model == "fbm":
+        # FBM at alpha = 1 is Brownian motion: independent N(0, 2K) steps (the exact FBM generator
+        # gives the same law but costs a third of the whole graph's simulation time)
+        pos = np.zeros((n, n_frames, 2))
+        np.cumsum(rng.standard_normal((n, n_frames - 1, 2)) * math.sqrt(2.0), axis=1, out=pos[:, 1:])
+        return pos
     fn = {"fbm": theory.fbm, "ctrw": theory.ctrw, "attm": theory.attm}[model]
     return fn(np.ones(n), n_frames, rng)
 
@@ -159,8 +166,9 @@ def motion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(),
     """A 30-frame video of particles moving by FBM, CTRW or ATTM (alpha = 1) in 32 x 32 px.
 
     With probability ``1 - mixed`` every particle follows one model; otherwise each particle's
-    model is drawn from random (Dirichlet) fractions. Global target: float32 (3,) fraction of
-    the detections of each model (in :data:`MOTION_CLASSES` order).
+    model is drawn from random (Dirichlet) fractions. Node target: float32 (n, 3) one-hot model
+    of each detection's track; global target: float32 (3,) fraction of the detections of each
+    model (the mean of the node targets; both in :data:`MOTION_CLASSES` order).
     """
     g = MOTION_GRAPH
     side, n_frames, n_part = 32, g["frames"], 30
@@ -187,19 +195,23 @@ def motion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(),
                          float(rng.uniform(0.0, 0.05)), float(rng.uniform(0.0, 0.1)))
     fr = frame[inside][keep].astype(np.int64)
     tr = track[inside][keep].astype(np.int64)
-    counts = np.bincount(model_of[tr], minlength=len(MOTION_CLASSES)).astype(np.float64)
-    target = (counts / max(1.0, counts.sum())).astype(np.float32)
-    return _finish(fr, y[keep], x[keep], tr, g["max_distance"], g["max_gap"], rng, aug, global_target=target)
+    node_target = np.eye(len(MOTION_CLASSES), dtype=np.float32)[model_of[tr]]
+    graph = _finish(fr, y[keep], x[keep], tr, g["max_distance"], g["max_gap"], rng, aug, node_target=node_target)
+    # fractions of the detections that survive node dropping
+    graph.global_target = (graph.node_target.sum(0) / max(1, len(graph.frame))).astype(np.float32)
+    return graph
 
 
-def make_graph(task: str, rng: np.random.Generator, aug: AugmentConfig = AugmentConfig()) -> Graph:
-    """A random training graph of ``task`` (``link``, ``diffusion`` or ``motion``)."""
+def make_graph(task: str, rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(),
+               mixed: float = 0.3) -> Graph:
+    """A random training graph of ``task`` (``link``, ``diffusion`` or ``motion``; ``mixed``: the
+    probability of a mixed-model motion video)."""
     if task == "link":
         return link_graph(rng, aug)
     if task == "diffusion":
         return diffusion_graph(rng, aug)
     if task == "motion":
-        return motion_graph(rng, aug)
+        return motion_graph(rng, aug, mixed)
     raise ValueError(f"unknown task {task!r}")
 
 

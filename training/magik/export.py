@@ -18,7 +18,7 @@ from edgetrack.runtime.models import file_sha256
 
 from .model import Magik
 
-__all__ = ["OPSET", "Exported", "output_name", "export_onnx", "random_inputs", "parity", "update_manifest", "onnx_input_names",
+__all__ = ["OPSET", "Exported", "output_name", "output_names", "export_onnx", "random_inputs", "parity", "update_manifest", "onnx_input_names",
            "input_spec", "output_spec"]
 
 OPSET = 17
@@ -27,13 +27,23 @@ _OUT = {"edge": "edge_prob", "node": "node_pred", "global": "global_pred"}
 
 
 def output_name(kind: str) -> str:
-    """The ONNX output of a model kind: edge_prob (M,), node_pred (N, k) or global_pred (k,)."""
+    """The main ONNX output of a model kind: edge_prob (M,), node_pred (N, k) or global_pred (k,)."""
     return _OUT[kind]
 
 
+def output_names(model: Magik, kind: str) -> list[str]:
+    """All ONNX outputs of ``model`` exported as ``kind``: the main one, plus ``node_prob`` (N, k)
+    for a global model whose global output is the mean of its per-node class probabilities."""
+    names = [output_name(kind)]
+    if kind == "global" and model.cfg.global_from_nodes:
+        names.append("node_prob")
+    return names
+
+
 class Exported(nn.Module):
-    """The network with its run-time output: link probability (sigmoid), node values, or class
-    probabilities (softmax)."""
+    """The network with its run-time outputs: link probability (sigmoid), node values, or class
+    probabilities (softmax of the global decoder, or the mean of the per-node class probabilities
+    together with those per-node probabilities)."""
 
     def __init__(self, model: Magik, kind: str) -> None:
         super().__init__()
@@ -46,6 +56,8 @@ class Exported(nn.Module):
             return torch.sigmoid(out["edge_logit"])
         if self.kind == "node":
             return out["node_pred"]
+        if self.model.cfg.global_from_nodes:
+            return out["global_prob"], out["node_prob"]
         return torch.softmax(out["global_logit"], dim=-1)
 
 
@@ -69,9 +81,14 @@ def onnx_input_names(path: Path | str) -> list[str]:
     return [i.name for i in onnx.load(str(path)).graph.input]
 
 
-def output_spec(kind: str, n_out: int) -> list[dict]:
+def output_spec(kind: str, n_out: int, node_prob: bool = False) -> list[dict]:
+    """Manifest description of the outputs (``node_prob``: a global model that also gives its
+    per-node class probabilities, float32 (n_nodes, n_out))."""
     shape = {"edge": ["n_edges"], "node": ["n_nodes", n_out], "global": [n_out]}[kind]
-    return [{"name": output_name(kind), "dtype": "float32", "shape": shape}]
+    spec = [{"name": output_name(kind), "dtype": "float32", "shape": shape}]
+    if node_prob:
+        spec.append({"name": "node_prob", "dtype": "float32", "shape": ["n_nodes", n_out]})
+    return spec
 
 
 def random_inputs(n: int, rng: np.random.Generator, chunk: int = 64, max_distance: float = 4.0) -> dict[str, np.ndarray]:
@@ -94,15 +111,18 @@ def export_onnx(model: Magik, kind: str, path: Path | str, opset: int = OPSET) -
         "node_features": {0: "n_nodes"}, "edge_features": {0: "n_edges"}, "edge_index": {1: "n_edges"},
         "node_mask": {0: "n_chunks", 1: "chunk"},
     }
-    out_name = output_name(kind)
+    names = output_names(model, kind)
+    out_name = names[0]
     if kind == "edge":
         dynamic[out_name] = {0: "n_edges"}
     elif kind == "node":
         dynamic[out_name] = {0: "n_nodes"}
+    if "node_prob" in names:
+        dynamic["node_prob"] = {0: "n_nodes"}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, args, buffer, input_names=list(INPUTS), output_names=[out_name],
+        torch.onnx.export(wrapped, args, buffer, input_names=list(INPUTS), output_names=names,
                           dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)
     with atomic_open(Path(path), "wb") as fh:
         fh.write(buffer.getvalue())
@@ -122,12 +142,16 @@ def parity(model: Magik, kind: str, path: Path | str, sizes=(1, 7, 64, 300, 1000
     for n in sizes:
         for chunk in chunks:
             inputs = random_inputs(n, rng, chunk=chunk)
-            ref = wrapped(*(torch.from_numpy(inputs[k]) for k in INPUTS)).numpy()
-            got = session.run(None, {k: inputs[k] for k in names})[0]
-            if ref.shape != got.shape:
-                raise AssertionError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
-            if ref.size:
-                worst = max(worst, float(np.max(np.abs(ref - got))))
+            refs = wrapped(*(torch.from_numpy(inputs[k]) for k in INPUTS))
+            refs = refs if isinstance(refs, tuple) else (refs,)
+            gots = session.run(None, {k: inputs[k] for k in names})
+            if len(gots) != len(refs):
+                raise AssertionError(f"ONNX gives {len(gots)} outputs, PyTorch {len(refs)}")
+            for ref, got in zip((r.numpy() for r in refs), gots):
+                if ref.shape != got.shape:
+                    raise AssertionError(f"ONNX output shape {got.shape} differs from PyTorch {ref.shape}")
+                if ref.size:
+                    worst = max(worst, float(np.max(np.abs(ref - got))))
     return worst
 
 

@@ -10,8 +10,10 @@ Layout (latent width 96 by default):
   node tells its past from its future); local representation ``h_i = W [v_i, agg_in_i, agg_out_i]``;
   a learnable global token ``U`` joins the nodes; gated multi-head self-attention (6 heads;
   queries, keys, values and a sigmoid gate) and an MLP, both residual with pre-LayerNorm;
-* decoders: edges (link logit from ``[e_ij, v_i, v_j]``), nodes (regression), global (from U and
-  the mean of the node representations).
+* decoders: edges (link logit from ``[e_ij, v_i, v_j]``), nodes (regression or class logits),
+  global (from U and the mean of the node representations), or, with ``global_from_nodes``, the
+  global class probabilities as the mean over the real nodes of the per-node class probabilities
+  (so a video's fractions of classes are the average of what every detection says about itself).
 
 Self-attention among nodes is done in chunks (``node_mask`` of shape (n_chunks, C), nodes already
 ordered so that a chunk is a spatial neighbourhood; see :mod:`edgetrack.runtime.magik`): each node
@@ -45,8 +47,10 @@ class MagikConfig(StageConfig):
     receptive_field: learnable super-Gaussian edge weights (False: every edge weighs 1; ablation).
     attention: gated self-attention with the global token (False: only the MLP; ablation).
     sigma0 / beta0: initial receptive-field width (in units of max_distance) and exponent.
-    node_out: node regression outputs (0: no node decoder). global_out: global outputs (0: none).
-    edge_out: 1 for the link decoder, 0 for none.
+    node_out: node regression outputs, or node classes with global_from_nodes (0: no node decoder).
+    global_out: outputs of the global decoder (0: none). edge_out: 1 for the link decoder, 0 for none.
+    global_from_nodes: no global decoder; the global output is the mean over the real nodes of the
+    softmax of the node outputs (needs node_out >= 2 and global_out = 0).
     """
 
     node_in: int = 3
@@ -61,6 +65,7 @@ class MagikConfig(StageConfig):
     node_out: int = 0
     global_out: int = 0
     edge_out: int = 1
+    global_from_nodes: bool = False
 
     def validate(self) -> None:
         require(self.node_in >= 1 and self.edge_in >= 1, "node_in and edge_in must be >= 1")
@@ -70,6 +75,8 @@ class MagikConfig(StageConfig):
         require(BETA_RANGE[0] < self.beta0 < BETA_RANGE[1], f"beta0 must be in {BETA_RANGE}")
         require(self.edge_out in (0, 1), "edge_out must be 0 or 1")
         require(self.node_out >= 0 and self.global_out >= 0, "node_out and global_out must be >= 0")
+        require(not self.global_from_nodes or (self.node_out >= 2 and self.global_out == 0),
+                "global_from_nodes needs node_out >= 2 classes and global_out = 0")
 
 
 #: Ranges that keep the receptive field sane (sigma in units of max_distance).
@@ -198,7 +205,9 @@ class Magik(nn.Module):
     node_features: float32 (N, node_in); edge_features: float32 (M, edge_in), column 0 the edge
     length in units of max_distance; edge_index: int64 (2, M) (src, dst); node_mask: float32
     (n_chunks, C) with n_chunks * C = N. Outputs (as configured): ``edge_logit`` (M,),
-    ``node_pred`` (N, node_out), ``global_logit`` (global_out,).
+    ``node_pred`` (N, node_out) (class logits with ``global_from_nodes``), ``global_logit``
+    (global_out,), or with ``global_from_nodes`` ``node_prob`` (N, node_out) (softmax of
+    ``node_pred``) and ``global_prob`` (node_out,) (their mean over the real nodes).
     """
 
     def __init__(self, cfg: MagikConfig | None = None) -> None:
@@ -231,6 +240,11 @@ class Magik(nn.Module):
             out["edge_logit"] = self.edge_head(torch.cat([e, vi, vj], dim=-1)).reshape(-1)
         if self.node_head is not None:
             out["node_pred"] = self.node_head(v)
+            if self.cfg.global_from_nodes:
+                m = node_mask.reshape(-1, 1)
+                prob = torch.softmax(out["node_pred"], dim=-1)
+                out["node_prob"] = prob
+                out["global_prob"] = (prob * m).sum(0) / torch.clamp(m.sum(), min=1.0)
         if self.global_head is not None:
             # the global token and the mean of the real nodes (padding masked out)
             m = node_mask.reshape(-1, 1)

@@ -18,11 +18,13 @@ from .model import Magik, MagikConfig
 
 __all__ = ["TASKS", "TrainConfig", "build_model", "tensors", "loss_of", "train", "evaluate", "eval_graphs"]
 
-#: Per task: kind of output, attention chunk used in training and at run time, default steps.
+#: Per task: kind of output, attention chunk used in training and at run time, default steps (and for
+#: motion: the share of mixed-model videos in training and the weight of the fraction loss).
 TASKS: dict[str, dict] = {
     "link": {"kind": "edge", "chunk": 64, "steps": 3000},
     "diffusion": {"kind": "node", "chunk": 128, "steps": 1500, "targets": ["sqrt_2D"]},
-    "motion": {"kind": "global", "chunk": 128, "steps": 1500, "batch": 4, "lr": 5e-4, "classes": list(MOTION_CLASSES)},
+    "motion": {"kind": "global", "chunk": 128, "steps": 1500, "batch": 4, "lr": 5e-4, "classes": list(MOTION_CLASSES),
+               "mixed": 0.6, "fraction_weight": 1.0},
 }
 
 
@@ -35,6 +37,7 @@ class TrainConfig(StageConfig):
     link and diffusion). lr: peak learning rate (cosine decay, short warm-up; None: the task's default).
     chunk: attention chunk (None: the task's default; 0: all-pairs). receptive_field / attention:
     ablations. eval_graphs: held-out graphs for the metrics. threads: torch intra-op threads.
+    mixed: motion only, share of mixed-model training videos (None: the task's default, 0.6).
     """
 
     task: str = "link"
@@ -47,6 +50,7 @@ class TrainConfig(StageConfig):
     attention: bool = True
     eval_graphs: int = 40
     threads: int = 1
+    mixed: float | None = None
 
     def validate(self) -> None:
         require(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
@@ -55,6 +59,7 @@ class TrainConfig(StageConfig):
         require(self.batch is None or self.batch >= 1, "batch must be >= 1")
         require(self.chunk is None or self.chunk >= 0, "chunk must be >= 0")
         require(self.eval_graphs >= 0, "eval_graphs must be >= 0")
+        require(self.mixed is None or 0.0 <= self.mixed <= 1.0, "mixed must be in [0, 1]")
 
     @property
     def n_steps(self) -> int:
@@ -69,18 +74,23 @@ class TrainConfig(StageConfig):
         return float(TASKS[self.task].get("lr", 1e-3) if self.lr is None else self.lr)
 
     @property
+    def mixed_share(self) -> float:
+        return float(TASKS[self.task].get("mixed", 0.3) if self.mixed is None else self.mixed)
+
+    @property
     def attention_chunk(self) -> int:
         return int(TASKS[self.task]["chunk"] if self.chunk is None else self.chunk)
 
 
 def build_model(task: str, receptive_field: bool = True, attention: bool = True) -> Magik:
-    """A fresh MAGIK network with the decoder of ``task``."""
+    """A fresh MAGIK network with the decoder of ``task`` (motion: per-node classes of the motion
+    model, the video's fractions their mean over the nodes)."""
     kind = TASKS[task]["kind"]
     cfg = MagikConfig(
         receptive_field=receptive_field, attention=attention,
         edge_out=1 if kind == "edge" else 0,
-        node_out=1 if kind == "node" else 0,
-        global_out=len(MOTION_CLASSES) if kind == "global" else 0,
+        node_out=1 if kind == "node" else len(MOTION_CLASSES) if kind == "global" else 0,
+        global_from_nodes=kind == "global",
     )
     return Magik(cfg)
 
@@ -92,14 +102,18 @@ def tensors(inputs: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
 
 
 def loss_of(task: str, out: dict[str, torch.Tensor], graph: Graph, position: np.ndarray) -> torch.Tensor:
-    """Training loss: BCE on edges (link), L1 on nodes (diffusion), soft cross-entropy (motion)."""
+    """Training loss: BCE on edges (link), L1 on nodes (diffusion); motion: cross-entropy of each
+    detection's motion model plus ``fraction_weight`` times the soft cross-entropy of the video's
+    fractions against the mean of the node probabilities."""
     if task == "link":
         return F.binary_cross_entropy_with_logits(out["edge_logit"], torch.from_numpy(graph.edge_label))
     if task == "diffusion":
         pred = out["node_pred"][torch.from_numpy(position)]
         return F.l1_loss(pred, torch.from_numpy(graph.node_target))
-    logp = torch.log_softmax(out["global_logit"], dim=-1)
-    return -(torch.from_numpy(graph.global_target) * logp).sum()
+    logits = out["node_pred"][torch.from_numpy(position)]
+    node = -(torch.from_numpy(graph.node_target) * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+    frac = -(torch.from_numpy(graph.global_target) * torch.log(out["global_prob"] + 1e-7)).sum()
+    return node + float(TASKS["motion"]["fraction_weight"]) * frac
 
 
 def _usable(task: str, graph: Graph) -> bool:
@@ -109,11 +123,12 @@ def _usable(task: str, graph: Graph) -> bool:
 
 
 def eval_graphs(task: str, n: int, seed: int) -> list[Graph]:
-    """``n`` held-out graphs of ``task`` (no augmentation), from a seed stream apart from training."""
+    """``n`` held-out graphs of ``task`` (no augmentation), from a seed stream apart from training
+    (motion: single-model and mixed videos alternate)."""
     rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(1,)))
-    graphs = []
+    graphs: list[Graph] = []
     while len(graphs) < n:
-        g = make_graph(task, rng, NO_AUGMENT)
+        g = make_graph(task, rng, NO_AUGMENT, mixed=float(len(graphs) % 2))
         if _usable(task, g):
             graphs.append(g)
     return graphs
@@ -122,8 +137,9 @@ def eval_graphs(task: str, n: int, seed: int) -> list[Graph]:
 @torch.no_grad()
 def evaluate(model: Magik, task: str, graphs: list[Graph], chunk: int) -> dict:
     """Metrics of ``model`` on ``graphs``: edge precision/recall/F1/accuracy at 0.5 (link), MAE of
-    sqrt(2 D) (diffusion), or accuracy and confusion matrix on single-model videos and fraction MAE on
-    mixed videos (motion)."""
+    sqrt(2 D) (diffusion), or (motion) accuracy and confusion matrix on single-model videos, the
+    fraction MAE on mixed videos next to that of the constant 1/3 guess, and the per-detection
+    accuracy of the node classes."""
     model.eval()
     if task == "link":
         tp = fp = fn = tn = 0
@@ -144,20 +160,29 @@ def evaluate(model: Magik, task: str, graphs: list[Graph], chunk: int) -> dict:
             errs.append(np.abs(pred - g.node_target[:, 0]))
         err = np.concatenate(errs)
         return {"mae_sqrt_2D": float(err.mean()), "n_graphs": len(graphs), "n_nodes": int(len(err))}
-    conf = np.zeros((len(MOTION_CLASSES), len(MOTION_CLASSES)), np.int64)
-    frac_err = []
+    k = len(MOTION_CLASSES)
+    conf = np.zeros((k, k), np.int64)
+    frac_err, const_err = [], []
+    node_hit = node_all = 0
     for g in graphs:
         gi = to_inputs(g, chunk)
-        prob = torch.softmax(model(*tensors(gi.inputs))["global_logit"], -1).numpy()
+        out = model(*tensors(gi.inputs))
+        prob = out["global_prob"].numpy()
+        node_cls = out["node_prob"].numpy()[gi.position].argmax(1)
+        node_hit += int((node_cls == g.node_target.argmax(1)).sum())
+        node_all += len(node_cls)
         if g.global_target.max() > 0.999:
             conf[int(np.argmax(g.global_target)), int(np.argmax(prob))] += 1
         else:
             frac_err.append(np.abs(prob - g.global_target).mean())
+            const_err.append(np.abs(1.0 / k - g.global_target).mean())
     n_pure = int(conf.sum())
+    nan = float("nan")
     return {"accuracy": float(np.trace(conf) / max(1, n_pure)), "confusion": conf.tolist(),
             "classes": list(MOTION_CLASSES), "n_single_model_videos": n_pure,
-            "fraction_mae": float(np.mean(frac_err)) if frac_err else float("nan"),
-            "n_mixed_videos": len(frac_err)}
+            "fraction_mae": float(np.mean(frac_err)) if frac_err else nan,
+            "constant_baseline_fraction_mae": float(np.mean(const_err)) if const_err else nan,
+            "n_mixed_videos": len(frac_err), "node_accuracy": node_hit / max(1, node_all)}
 
 
 def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> tuple[Magik, dict]:
@@ -190,7 +215,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> tupl
         total = 0.0
         done = 0
         while done < batch:
-            graph = make_graph(config.task, rng, aug)
+            graph = make_graph(config.task, rng, aug, mixed=config.mixed_share)
             if not _usable(config.task, graph):
                 continue
             gi = to_inputs(graph, chunk, rng, aug.feature_noise)
