@@ -360,3 +360,20 @@ def test_theory_dataset_labels():
     pos2, alpha2, model2 = TH.theory_dataset(500, 64, rng=20)
     np.testing.assert_array_equal(pos, pos2)
     np.testing.assert_array_equal(model, model2)
+
+
+def test_ensemble_counts_a_directed_free_state_as_the_free_state():
+    """A free state with alpha >= 1.9 is labelled directed per frame; its frames still count as that state's."""
+    from types import SimpleNamespace
+
+    from edgetrack.training.andi.models import CONFINED, DIRECTED, IMMOBILE
+
+    present = np.ones(10, bool)
+    directed_and_confined = SimpleNamespace(state=np.array([DIRECTED] * 6 + [CONFINED] * 4), state_num=np.zeros(10),
+                                            present=present)
+    cfg = M.Confinement(alpha=((1.95, 0.0), (0.5, 0.0)))
+    np.testing.assert_array_equal(C.ensemble_labels(cfg, directed_and_confined)[4], [6.0, 4.0])
+    directed_and_immobile = SimpleNamespace(state=np.array([DIRECTED] * 7 + [IMMOBILE] * 3), state_num=np.zeros(10),
+                                            present=present)
+    traps = M.ImmobileTraps(alpha=(1.95, 0.0))
+    np.testing.assert_array_equal(C.ensemble_labels(traps, directed_and_immobile)[4], [3.0, 7.0])

@@ -23,7 +23,6 @@ from edgetrack.runtime.errors import InputError
 from . import _kernels
 from .models import (
     CONFINED,
-    FREE,
     IMMOBILE,
     MODEL_CONFIGS,
     Confinement,
@@ -182,7 +181,8 @@ def ensemble_labels(config, traj: Trajectories) -> np.ndarray:
     if isinstance(config, SingleState):
         return np.array([[config.alpha[0]], [config.alpha[1]], [config.K[0]], [config.K[1]], [float(state.size)]])
     if isinstance(config, ImmobileTraps):
-        counts = [np.sum(state == IMMOBILE), np.sum(state == FREE)]
+        # the free state's frames are labelled directed when its alpha >= 1.9: count all the mobile frames
+        counts = [np.sum(state == IMMOBILE), np.sum(state != IMMOBILE)]
         return np.array(
             [[0.0, config.alpha[0]], [0.0, config.alpha[1]], [0.0, config.K[0]], [0.0, config.K[1]], counts],
             dtype=float,
@@ -195,7 +195,7 @@ def ensemble_labels(config, traj: Trajectories) -> np.ndarray:
     elif isinstance(config, Dimerization):
         counts = np.array([np.sum(num == 0), np.sum(num == 1)], dtype=float)
     else:
-        counts = np.array([np.sum(state == FREE), np.sum(state == CONFINED)], dtype=float)
+        counts = np.array([np.sum(state != CONFINED), np.sum(state == CONFINED)], dtype=float)  # free or directed
     return np.vstack([a[:, 0], a[:, 1], k[:, 0], k[:, 1], counts])
 
 
