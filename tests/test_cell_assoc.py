@@ -239,6 +239,22 @@ def test_onnx_parity_with_a_dynamic_number_of_objects(tmp_path):
     assert parity(model, tmp_path / "m.onnx", sizes=(1, 2, 33, 250)) <= 1e-4
 
 
+def test_division_jitter_changes_only_objects_next_to_divisions():
+    from edgetrack.training.cell_assoc.data import make_window
+
+    movie = _labelled(seed=2, n_tracks=4, n_frames=8, divide_at=3)
+    plain = make_window(movie, 2, 4, np.random.default_rng(0))
+    jittered = make_window(movie, 2, 4, np.random.default_rng(0), division_jitter=1.0)
+    changed = np.flatnonzero(np.abs(plain.features[:, 0] - jittered.features[:, 0]) > 1e-6)
+    tab = movie.table[(movie.table["frame"] >= 2) & (movie.table["frame"] < 6)].reset_index(drop=True)
+    near = ((tab["track_id"] == 1) & (tab["frame"] == 3)) | (tab["track_id"].isin([5, 6]) & (tab["frame"] == 4))
+    # sizes are normalised by the window's median diameter, which the three changed objects barely move
+    assert set(changed.tolist()) >= set(np.flatnonzero(near.to_numpy()).tolist())
+    big = np.abs(plain.features[:, 0] - jittered.features[:, 0]) > 0.05
+    assert set(np.flatnonzero(big).tolist()) <= set(np.flatnonzero(near.to_numpy()).tolist())
+    np.testing.assert_array_equal(plain.target, jittered.target)
+
+
 def test_loss_decreases_on_one_window():
     from edgetrack.training.cell_assoc.data import make_window
     from edgetrack.training.cell_assoc.model import AssocConfig, CellAssoc

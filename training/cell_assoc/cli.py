@@ -54,7 +54,8 @@ def train_and_export(seed: int, out: Path | str, *, name: str = "cell_assoc", co
         "radius": float(model.cfg.radius),
         "architecture": model.cfg.to_dict(),
         "training": {"command": command or "", "seed": seed, "steps": info["steps"], "batch": cfg.batch,
-                     "movies": cfg.movies, "size_jitter": cfg.size_jitter, "train_seconds": info["train_seconds"], "final_loss": info["final_loss"]},
+                     "movies": cfg.movies, "size_jitter": cfg.size_jitter,
+                     "division_jitter": cfg.division_jitter, "train_seconds": info["train_seconds"], "final_loss": info["final_loss"]},
         "metrics": info.get("metrics", {}),
         "parity_max_abs_diff": diff,
     }
@@ -114,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=None, help="token width d (default 64)")
     p.add_argument("--size-jitter", type=float, default=None,
                    help="per-object probability of a large size change in training (default 0)")
+    p.add_argument("--division-jitter", type=float, default=None,
+                   help="the same for objects next to a division only (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--quiet", action="store_true")
     e = sub.add_parser("evaluate", help="track held-out simulated movies with each scorer and linker; "
@@ -137,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(msg, file=sys.stderr, flush=True)
 
     options: dict = {"threads": args.threads}
-    for key in ("steps", "batch", "movies", "eval_movies", "size_jitter"):
+    for key in ("steps", "batch", "movies", "eval_movies", "size_jitter", "division_jitter"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.width is not None:

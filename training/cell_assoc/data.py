@@ -147,19 +147,49 @@ def augment_table(values: np.ndarray, rng: np.random.Generator, size_jitter: flo
     return v
 
 
+def _division_rows(movie: LabelledMovie, frame: np.ndarray, track: np.ndarray) -> np.ndarray:
+    """bool (n,): objects that are the first of a daughter track or the last of a mother track."""
+    tab = movie.table
+    real = tab["track_id"].to_numpy(np.int64) > 0
+    spans = tab[real].groupby("track_id")["frame"].agg(["min", "max"])
+    first = spans["min"].to_dict()
+    last = spans["max"].to_dict()
+    mothers = set(movie.parent.values())
+    out = np.zeros(len(frame), bool)
+    for k, (f, t) in enumerate(zip(frame.tolist(), track.tolist())):
+        if t > 0:
+            out[k] = (movie.parent.get(t, 0) > 0 and f == first.get(t)) or (t in mothers and f == last.get(t))
+    return out
+
+
+def _rescale(values: np.ndarray, rows: np.ndarray, factor: np.ndarray) -> None:
+    """Scale the sizes of ``rows`` in place: area and inertia times ``factor``, perimeter times its root."""
+    iyy, ixy, ixx = (2 + CELL_FEATURE_COLUMNS.index(c) for c in ("inertia_yy", "inertia_xy", "inertia_xx"))
+    iarea, iper = (2 + CELL_FEATURE_COLUMNS.index(c) for c in ("area", "perimeter"))
+    values[rows, iarea] *= factor
+    for c in (iyy, ixy, ixx):
+        values[rows, c] *= factor
+    values[rows, iper] *= np.sqrt(factor)
+
+
 def make_window(movie: LabelledMovie, start: int, n_frames: int, rng: np.random.Generator | None = None,
-                shift: float = 0.0, size_jitter: float = 0.0) -> Window:
+                shift: float = 0.0, size_jitter: float = 0.0, division_jitter: float = 0.0) -> Window:
     """The window of frames ``[start, start + n_frames)`` of ``movie`` (augmented when ``rng`` is given;
     ``shift``: the largest random translation of the normalised coordinates, cell diameters;
-    ``size_jitter``: see :func:`augment_table`)."""
+    ``size_jitter``: see :func:`augment_table`; ``division_jitter``: probability per object next to a
+    division (a mother's last object, a daughter's first) of a size change by exp(U(-1.2, 0.2)), as
+    cells round up and shrink around mitosis)."""
     tab = movie.table
     rows = tab.index[(tab["frame"] >= start) & (tab["frame"] < start + n_frames)]
     sub = tab.loc[rows]
     frame = sub["frame"].to_numpy(np.int64)
     values = sub.loc[:, list(_VALUE_COLUMNS)].to_numpy(np.float64)
+    track = representatives(frame, sub["track_id"].to_numpy(np.int64), sub["area"].to_numpy(np.float64))  # true sizes
     if rng is not None:
         values = augment_table(values, rng, size_jitter)
-    track = representatives(frame, sub["track_id"].to_numpy(np.int64), sub["area"].to_numpy(np.float64))  # true sizes
+        if division_jitter > 0:
+            near = np.flatnonzero(_division_rows(movie, frame, track) & (rng.random(len(frame)) < division_jitter))
+            _rescale(values, near, np.exp(rng.uniform(-1.2, 0.2, len(near))))
     inputs = window_inputs(frame, values, _VALUE_COLUMNS)
     coords = inputs["coords"]
     if rng is not None and shift > 0:

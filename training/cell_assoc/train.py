@@ -43,7 +43,8 @@ class TrainConfig(StageConfig):
     lr: peak learning rate (warm-up, then cosine decay). movies: simulated training movies (windows
     are drawn from them at random, augmented). frames: window lengths drawn uniformly (frames).
     shift: random translation of the normalised coordinates (cell diameters). size_jitter: per-object
-    probability of a large size change (see :func:`~edgetrack.training.cell_assoc.data.augment_table`). pos_cap /
+    probability of a large size change (see :func:`~edgetrack.training.cell_assoc.data.augment_table`);
+    division_jitter: the same next to divisions only (see :func:`~edgetrack.training.cell_assoc.data.make_window`). pos_cap /
     division_weight: loss weights (see the module docstring). eval_movies: held-out movies for
     the metrics. threads: torch intra-op threads. arch: the :class:`AssocConfig` as a dict.
     """
@@ -58,6 +59,7 @@ class TrainConfig(StageConfig):
     pos_cap: float = 10.0
     division_weight: float = 3.0
     size_jitter: float = 0.0
+    division_jitter: float = 0.0
     eval_movies: int = 12
     threads: int = 1
     arch: dict | None = None
@@ -71,6 +73,7 @@ class TrainConfig(StageConfig):
         require(self.pos_cap >= 1 and self.division_weight >= 1, "pos_cap and division_weight must be >= 1")
         require(self.eval_movies >= 0, "eval_movies must be >= 0")
         require(0.0 <= self.size_jitter <= 1.0, "size_jitter must be in [0, 1]")
+        require(0.0 <= self.division_jitter <= 1.0, "division_jitter must be in [0, 1]")
 
 
 def tensors(window: Window) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,7 +109,7 @@ def _draw_window(movies: list[LabelledMovie], rng: np.random.Generator, cfg: Tra
             continue
         length = min(length, movie.n_frames)
         start = int(rng.integers(0, movie.n_frames - length + 1))
-        window = make_window(movie, start, length, rng, cfg.shift, cfg.size_jitter)
+        window = make_window(movie, start, length, rng, cfg.shift, cfg.size_jitter, cfg.division_jitter)
         if window.target.sum() > 0:
             return window
 
