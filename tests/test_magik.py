@@ -17,7 +17,7 @@ from edgetrack.runtime.errors import ConfigError, InputError, ModelError
 from edgetrack.runtime.graph import build_graph
 from edgetrack.runtime.link_magik_post import link_magik_post
 from edgetrack.runtime.magik import MagikScorer, chunk_order, graph_inputs
-from edgetrack.runtime.models import clear_cache, load_model, model_names
+from edgetrack.runtime.models import clear_cache, load_model, manifest_entry, model_names
 
 
 def _has_model(name: str) -> bool:
@@ -266,6 +266,30 @@ def test_predict_global_gives_fractions_per_block():
         np.testing.assert_allclose(nodes[cols].sum(axis=1), 1.0, atol=1e-5)
         block = (nodes["frame"] - nodes["frame"].min()) // 30
         np.testing.assert_allclose(nodes.groupby(block)[cols].mean().to_numpy(), p, atol=1e-5)
+
+
+def _motion_has_node_prob() -> bool:
+    try:
+        return "node_prob" in {o["name"] for o in manifest_entry("magik_motion")["outputs"]}
+    except ModelError:
+        return False
+
+
+@pytest.mark.skipif(not _motion_has_node_prob(), reason="magik_motion has no per-detection output")
+def test_magik_predict_motion_per_detection(tmp_path):
+    from edgetrack.runtime.cli import main
+    from edgetrack.training.simulate import simulate_detections
+
+    det, _ = simulate_detections(shape=(32, 32), n_spots=20, D_range=(0.1, 0.1), n_frames=30, seed=7)
+    det.to_csv(tmp_path / "det.csv", index=False)
+    assert main(["magik-predict", str(tmp_path / "det.csv"), "--task", "motion", "--per-detection",
+                 "--out", str(tmp_path / "nodes.csv"), "--quiet"]) == 0
+    assert main(["magik-predict", str(tmp_path / "det.csv"), "--task", "motion",
+                 "--out", str(tmp_path / "video.csv"), "--quiet"]) == 0
+    nodes, video = pd.read_csv(tmp_path / "nodes.csv"), pd.read_csv(tmp_path / "video.csv")
+    cols = ["p_fbm", "p_ctrw", "p_attm"]
+    assert len(nodes) == len(det) and len(video) == 1
+    np.testing.assert_allclose(nodes[cols].mean().to_numpy(), video[cols].to_numpy()[0], atol=1e-5)
 
 
 # ---------------------------------------------------------------- training side (torch)
