@@ -11,8 +11,12 @@ sigma 1.5 px) and tracked by
   of the first frame (a truth-informed setting, generous to trackpy).
 
 Both are scored with :func:`edgetrack.runtime.metrics.link_metrics` against the simulator's truth.
+``speedup`` compares the two on one core. With ``--two-cores`` both also get two: edgetrack's prefetch
+pipeline (``track_frames``: the next frames are detected in a worker thread while this one is linked,
+the path ``edgetrack track`` takes) against ``trackpy.batch(processes=2)`` plus ``trackpy.link``
+(``speedup_2cores``).
 
-    python benchmarks/bench_tracking.py --spots 100 500 2000 --frames 100
+    python benchmarks/bench_tracking.py --spots 100 500 2000 --frames 100 --two-cores
 """
 
 from __future__ import annotations
@@ -44,6 +48,20 @@ def run_edgetrack(movie: np.ndarray, **options) -> tuple[pd.DataFrame, float]:
     return tracks, time.perf_counter() - t0
 
 
+def run_edgetrack_pipeline(movie: np.ndarray, **options) -> tuple[pd.DataFrame, float]:
+    """The path ``edgetrack track`` takes: detection of the next frames in a worker thread while linking."""
+    from edgetrack.runtime.pipeline import track_frames
+    from edgetrack.runtime.stream import Tracker
+
+    list(track_frames(Tracker(**options), movie[:2]))  # warm-up outside the timing
+    tracker = Tracker(**options)
+    t0 = time.perf_counter()
+    for _ in track_frames(tracker, movie, prefetch=2):
+        pass
+    tracks = tracker.finish()
+    return tracks, time.perf_counter() - t0
+
+
 def run_edgetrack_cli(movie: np.ndarray, tmp: Path, **options) -> tuple[pd.DataFrame, float]:
     import tifffile
 
@@ -70,12 +88,13 @@ def trackpy_minmass(movie: np.ndarray, truth: pd.DataFrame, diameter: int) -> fl
     return 0.5 * float(np.median(f["mass"].to_numpy()[i[ok]])) if ok.any() else 0.0
 
 
-def run_trackpy(movie: np.ndarray, minmass: float, diameter: int, search_range: float, memory: int):
+def run_trackpy(movie: np.ndarray, minmass: float, diameter: int, search_range: float, memory: int,
+                processes: int = 1):
     import trackpy as tp
 
     tp.quiet()
     t0 = time.perf_counter()
-    f = tp.batch(movie, diameter, minmass=minmass, processes=1)
+    f = tp.batch(movie, diameter, minmass=minmass, processes=processes)
     t1 = time.perf_counter()
     try:
         linked = tp.link(f, search_range, memory=memory, adaptive_stop=0.5 * search_range, adaptive_step=0.9)
@@ -97,6 +116,9 @@ def main() -> None:
     parser.add_argument("--max-distance", type=float, default=6.0)
     parser.add_argument("--max-gap", type=int, default=2)
     parser.add_argument("--no-cli", action="store_true", help="skip timing the edgetrack command")
+    parser.add_argument("--two-cores", action="store_true",
+                        help="also time both on two cores: edgetrack's prefetch pipeline (as `edgetrack track` runs) "
+                             "against trackpy.batch(processes=2)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -112,6 +134,10 @@ def main() -> None:
         m_et = link_metrics(truth, tracks, max_distance=2.0)
         row = {"spots": n, "frames": args.frames}
         row.update({"et_f1": m_et["f1"], "et_jaccard": m_et["jaccard"], "et_fps": args.frames / t_et})
+        if args.two_cores:
+            pipe_tracks, t_pipe = run_edgetrack_pipeline(movie, **opts)
+            row["et_pipe_f1"] = link_metrics(truth, pipe_tracks, max_distance=2.0)["f1"]
+            row["et_pipe_fps"] = args.frames / t_pipe
         if not args.no_cli:
             with tempfile.TemporaryDirectory() as tmp:
                 cli_tracks, t_cli = run_edgetrack_cli(movie, Path(tmp), **opts)
@@ -126,6 +152,11 @@ def main() -> None:
         row["tp_fps"] = args.frames / (t_loc + t_link)
         row["tp_locate_ms"] = 1000 * t_loc / args.frames
         row["speedup"] = row["et_fps"] / row["tp_fps"]
+        if args.two_cores:
+            _, t_loc2, t_link2, _ = run_trackpy(movie, minmass, diameter, args.max_distance, args.max_gap - 1,
+                                                processes=2)
+            row["tp2_fps"] = args.frames / (t_loc2 + t_link2)
+            row["speedup_2cores"] = row["et_pipe_fps"] / row["tp2_fps"]
         rows.append(row)
         print(row, file=sys.stderr, flush=True)
 
