@@ -135,7 +135,7 @@ def _child_decisions(prob: np.ndarray, cand: np.ndarray, threshold: float, large
 
 
 @torch.no_grad()
-def evaluate(model: CellAssoc, windows: list[Window], thresholds=(0.5,)) -> dict:
+def evaluate(model: CellAssoc, windows: list[Window]) -> dict:
     """Association metrics on held-out windows, the transformer against the distance-only baseline.
 
     Per child object ``j`` with candidate parents in the frame just before (valid pairs, one frame
@@ -146,14 +146,12 @@ def evaluate(model: CellAssoc, windows: list[Window], thresholds=(0.5,)) -> dict
     ``edge_precision / recall / f1``: of the chosen links against the true one-frame links.
     """
     model.eval()
-    per = {"transformer": [], "distance": {}}
     cuts = np.round(np.arange(0.1, 2.01, 0.1), 2)
     rows = []
     for w in windows:
         coords, features = tensors(w)
         prob = model.probabilities(coords, features).numpy().astype(np.float64)
-        logits, valid = model(coords, features)
-        valid = valid.numpy()
+        valid = model(coords, features)[1].numpy()
         t = w.coords[:, 0]
         cand = valid & (t[None, :] - t[:, None] == 1)
         yx = w.coords[:, 1:].astype(np.float64)
