@@ -7,7 +7,8 @@ px^2/frame scaled by the frame interval dt (0.5 .. 32), so the crowding c = rho 
 0.1 px localisation error). Every method gets the same candidate radius
 ``max_distance = 4 sqrt(2 D dt) + 0.2`` px and gap closing over one missing frame; the distance
 baseline gets the true step (``step_sigma = sqrt(2 D dt)``, an oracle setting) or the Tracker default
-(``max_distance / 3``). Each method runs with the Tracker's default ``min_score`` (1e-6) and with the
+(``max_distance / 3``). MAGIK's scores go to the LAP, min-cost-flow (``flow``, the whole window
+at once) and post-processing linkers. Each method runs with the Tracker's default ``min_score`` (1e-6) and with the
 one value from ``--min-scores`` that is best for it over all crowding levels. Scores:
 :func:`edgetrack.runtime.metrics.link_metrics` (link F1 and Jaccard).
 
@@ -102,6 +103,8 @@ def crowding(args) -> list[dict]:
                                                                     linker="lap", min_score=ms, window=args.window),
         "magik(exact max_distance)+lap": lambda det, md, s, ms: et(det, max_distance=md, scorer="magik_exactmd",
                                                                    linker="lap", min_score=ms, window=args.window),
+        "magik+flow": lambda det, md, s, ms: et(det, max_distance=md, scorer="magik", linker="flow", min_score=ms,
+                                                window=args.window),
         "magik+post": lambda det, md, s, ms: et(det, max_distance=md, scorer="magik", linker="magik_post",
                                                 min_score=ms, window=args.window),
     }

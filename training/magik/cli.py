@@ -22,6 +22,7 @@ __all__ = ["main", "train_and_export"]
 def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None = None, steps: int | None = None,
                      chunk: int | None = None, receptive_field: bool = True, attention: bool = True,
                      eval_graphs: int = 40, threads: int = 1, command: str | None = None, mixed: float | None = None,
+                     crowded: float = 0.0,
                      parity_sizes: tuple[int, ...] = (1, 7, 64, 300, 1000), log=None) -> dict:
     """Train, export, check parity (random graphs of ``parity_sizes`` nodes) and update the manifest;
     returns the manifest entry."""
@@ -32,7 +33,8 @@ def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None 
     from .train import TASKS, TrainConfig, train
 
     cfg = TrainConfig(task=task, seed=seed, steps=steps, chunk=chunk, receptive_field=receptive_field,
-                      attention=attention, eval_graphs=eval_graphs, threads=threads, mixed=mixed)
+                      attention=attention, eval_graphs=eval_graphs, threads=threads, mixed=mixed,
+                      crowded=crowded)
     model, info = train(cfg, log=log)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,7 @@ def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None 
         "architecture": {k: v for k, v in model.cfg.to_dict().items()},
         "training": {"command": command or "", "seed": seed, "steps": info["steps"],
                      **({"mixed_share": cfg.mixed_share} if task == "motion" else {}),
+                     **({"crowded_share": cfg.crowded} if task == "link" and cfg.crowded > 0 else {}),
                      "train_seconds": info["train_seconds"], "final_loss": info["final_loss"]},
         "metrics": {k: v for k, v in info.items() if k.startswith("metrics")},
         "parity_max_abs_diff": diff,
@@ -92,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--mixed", type=float, default=None,
                    help="motion: share of mixed-model training videos (default 0.6)")
+    p.add_argument("--crowded", type=float, default=0.0,
+                   help="link: share of crowded training windows (crowding rho D 0.015 .. 0.15; default 0)")
     p.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     argv_list = list(sys.argv[1:] if argv is None else argv)
@@ -105,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = train_and_export(args.task, args.seed, args.out, name=args.name, steps=args.steps, chunk=args.chunk,
                                  receptive_field=not args.no_receptive_field, attention=not args.no_attention,
                                  eval_graphs=args.eval_graphs, threads=args.threads, command=command, log=log,
-                                 mixed=args.mixed)
+                                 mixed=args.mixed, crowded=args.crowded)
     except EdgetrackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -109,17 +109,36 @@ def _detect(truth_frame, truth_y, truth_x, rng, miss_rate, loc_error):
     return keep, y, x
 
 
-def link_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(), max_gap: int = 2) -> Graph:
-    """A random spot window for the link task (see the module docstring)."""
-    side = int(rng.choice([32, 48, 64]))
-    rho = math.exp(rng.uniform(math.log(0.004), math.log(0.045)))  # particles per px^2
-    d = math.exp(rng.uniform(math.log(0.02), math.log(4.0)))  # px^2/frame
+def _crowded_draw(rng: np.random.Generator) -> tuple[int, float, float]:
+    """(side px, rho px^-2, D px^2/frame) of a crowded window: crowding c = rho D log-uniform in
+    [0.015, 0.15] (the high end of the benchmark's 0.0015 .. 0.094), rho in [0.015, 0.045]."""
+    side = int(rng.choice([32, 48]))
+    rho = math.exp(rng.uniform(math.log(0.015), math.log(0.045)))
+    c = math.exp(rng.uniform(math.log(0.015), math.log(0.15)))
+    return side, rho, min(8.0, c / rho)
+
+
+def link_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(), max_gap: int = 2,
+               crowded: float = 0.0) -> Graph:
+    """A random spot window for the link task (see the module docstring).
+
+    crowded: probability of a crowded window (see :func:`_crowded_draw`; mostly Brownian motion);
+    0 draws exactly the original distribution (rho 0.004 .. 0.045 px^-2, D 0.02 .. 4 px^2/frame).
+    """
+    if crowded > 0 and rng.random() < crowded:
+        side, rho, d = _crowded_draw(rng)
+        fractions = (0.9, 0.05, 0.05)
+    else:
+        side = int(rng.choice([32, 48, 64]))
+        rho = math.exp(rng.uniform(math.log(0.004), math.log(0.045)))  # particles per px^2
+        d = math.exp(rng.uniform(math.log(0.02), math.log(4.0)))  # px^2/frame
+        fractions = (0.8, 0.1, 0.1)
     step = math.sqrt(2.0 * d)
     n_frames = int(rng.integers(3, 9))
     loc = float(rng.uniform(0.02, 0.15))
     cfg = SpotSimConfig(
         n_frames=n_frames, shape=(side, side), n_spots=rho * side * side, D_range=(d / 1.4, d * 1.4),
-        motion_fractions=(0.8, 0.1, 0.1), speed=float(rng.uniform(0.3, 1.5) * step),
+        motion_fractions=fractions, speed=float(rng.uniform(0.3, 1.5) * step),
         confinement_radius=max(1.0, float(rng.uniform(1.0, 4.0) * step)),
         mean_lifetime=float(rng.uniform(20.0, 200.0)), p_blink_off=float(rng.uniform(0.0, 0.05)),
         seed=int(rng.integers(0, 2**31)),
@@ -203,11 +222,11 @@ def motion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(),
 
 
 def make_graph(task: str, rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(),
-               mixed: float = 0.3) -> Graph:
+               mixed: float = 0.3, crowded: float = 0.0) -> Graph:
     """A random training graph of ``task`` (``link``, ``diffusion`` or ``motion``; ``mixed``: the
-    probability of a mixed-model motion video)."""
+    probability of a mixed-model motion video; ``crowded``: of a crowded link window)."""
     if task == "link":
-        return link_graph(rng, aug)
+        return link_graph(rng, aug, crowded=crowded)
     if task == "diffusion":
         return diffusion_graph(rng, aug)
     if task == "motion":

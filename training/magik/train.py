@@ -38,6 +38,7 @@ class TrainConfig(StageConfig):
     chunk: attention chunk (None: the task's default; 0: all-pairs). receptive_field / attention:
     ablations. eval_graphs: held-out graphs for the metrics. threads: torch intra-op threads.
     mixed: motion only, share of mixed-model training videos (None: the task's default, 0.6).
+    crowded: link only, share of crowded training windows (crowding rho D 0.015 .. 0.15; 0: none).
     """
 
     task: str = "link"
@@ -51,6 +52,7 @@ class TrainConfig(StageConfig):
     eval_graphs: int = 40
     threads: int = 1
     mixed: float | None = None
+    crowded: float = 0.0
 
     def validate(self) -> None:
         require(self.task in TASKS, f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
@@ -60,6 +62,7 @@ class TrainConfig(StageConfig):
         require(self.chunk is None or self.chunk >= 0, "chunk must be >= 0")
         require(self.eval_graphs >= 0, "eval_graphs must be >= 0")
         require(self.mixed is None or 0.0 <= self.mixed <= 1.0, "mixed must be in [0, 1]")
+        require(0.0 <= self.crowded <= 1.0, "crowded must be in [0, 1]")
 
     @property
     def n_steps(self) -> int:
@@ -215,7 +218,7 @@ def train(config: TrainConfig, log: Callable[[str], None] | None = None) -> tupl
         total = 0.0
         done = 0
         while done < batch:
-            graph = make_graph(config.task, rng, aug, mixed=config.mixed_share)
+            graph = make_graph(config.task, rng, aug, mixed=config.mixed_share, crowded=config.crowded)
             if not _usable(config.task, graph):
                 continue
             gi = to_inputs(graph, chunk, rng, aug.feature_noise)
