@@ -7,6 +7,8 @@ Every graph is built exactly as the runtime builds it: candidate edges from
 * ``link``: spot windows of 3-8 frames (the size of a streaming window), densities, diffusion
   coefficients and ``max_distance`` drawn over wide ranges; edge label 1 for consecutive
   detections of one particle (gaps up to ``max_gap`` frames where detections are missing).
+  ``crowded``: the share of windows drawn instead from the crowded regime (crowding rho D from
+  0.015 to 0.15, mostly Brownian motion), where linking by distance alone fails most.
 * ``diffusion``: 50-frame videos, 30 Brownian particles in 32 x 32 px, D log-uniform in
   [0.005, 0.7] px^2/frame per particle; node target sqrt(2 D) (px/frame^0.5).
 * ``motion``: 30-frame videos of 30 particles in 32 x 32 px moving by FBM, CTRW or ATTM at
