@@ -4,8 +4,8 @@ rolling-MSD baseline, calibration, and the time per 200-frame track in batch.
 Run:  nice -n 19 python benchmarks/bench_deepspt.py [--ndim 2 3] [--tracks 2000] [--timing-tracks 1000]
 
 Accuracy: ``--tracks`` fresh heterogeneous tracks per dimension from
-:func:`edgetrack.training.deepspt.sim.simulate_tracks` (default parameters: 80 % switching,
-20-400 points, D over four decades, localisation error sqrt(2 D)/Q with Q in [1, 16]) drawn
+:func:`edgetrack.training.deepspt.sim.simulate_tracks` (default parameters, DeepSPT's generator: 80 % switching,
+5-600 points, D over four decades, localisation error sqrt(D)/Q with Q in [1, 16]) drawn
 from a seed stream the training never used. The exported ensemble (ONNX Runtime, through
 :func:`edgetrack.runtime.deepspt.segment_arrays`) is scored per frame: pooled accuracy, macro F1
 over the four modes, F1 per mode, mean per-track accuracy and the expected calibration error
@@ -13,7 +13,7 @@ of its probabilities. Baselines: the rolling-MSD classifier of
 :mod:`edgetrack.training.deepspt.baseline` with DeepSPT's settings (20-point window, alpha
 thresholds 0.7 / 1.3) and with its window and thresholds tuned for accuracy on ``--tune-tracks``
 separate tracks. Secondary test sets narrow one range of the simulator each (low localisation
-error, strong confinement, no switches, long tracks) to show where the errors come from.
+error, small confinement, strong drift, no switches, long tracks) to show where the errors come from.
 
 Speed: ``--timing-tracks`` tracks of exactly 200 points, segmented in one call (batched by
 length; ONNX Runtime's default threads, and one thread), best and median of ``--repeats`` calls,
@@ -47,6 +47,26 @@ def _labels(data) -> list[np.ndarray]:
     return [data.labels[a:b] for a, b in zip(data.offsets[:-1], data.offsets[1:])]
 
 
+#: Track-length bins (points, [low, high)) of the accuracy breakdown.
+LENGTH_BINS: tuple[tuple[int, int], ...] = ((5, 50), (50, 100), (100, 200), (200, 400), (400, 601))
+
+
+def accuracy_by_length(truth: list[np.ndarray], pred: list[np.ndarray]) -> list[dict]:
+    """Per-frame accuracy and directed recall of the tracks in each of :data:`LENGTH_BINS`."""
+    out = []
+    for lo, hi in LENGTH_BINS:
+        sel = [i for i, t in enumerate(truth) if lo <= len(t) < hi]
+        if not sel:
+            continue
+        t = np.concatenate([truth[i] for i in sel])
+        p = np.concatenate([pred[i] for i in sel])
+        directed = t == 1
+        out.append({"lengths": f"{lo}-{hi - 1}", "tracks": len(sel), "frames": int(t.size),
+                    "accuracy": float(np.mean(t == p)),
+                    "directed_recall": float(np.mean(p[directed] == 1)) if directed.any() else float("nan")})
+    return out
+
+
 def accuracy_rows(ndim: int, n_tracks: int, n_tune: int) -> list[dict]:
     test = simulate_tracks(n_tracks, SimConfig(ndim=ndim), seed_stream(BENCH_SEED, ndim, 0))
     tune = simulate_tracks(n_tune, SimConfig(ndim=ndim), seed_stream(BENCH_SEED, ndim, 1))
@@ -58,7 +78,8 @@ def accuracy_rows(ndim: int, n_tracks: int, n_tune: int) -> list[dict]:
     elapsed = time.perf_counter() - t0
     s = frame_scores(truth, [p.argmax(axis=1) for p in probs])
     s["ece"] = expected_calibration_error(np.concatenate(probs), test.labels)
-    rows.append({"method": f"DeepSPT ensemble (deepspt_{ndim}d, ONNX)", **s, "seconds": elapsed})
+    rows.append({"method": f"DeepSPT ensemble (deepspt_{ndim}d, ONNX)", **s, "seconds": elapsed,
+                 "by_length": accuracy_by_length(truth, [p.argmax(axis=1) for p in probs])})
     default = RollingMSD()
     t0 = time.perf_counter()
     pred = rolling_msd_modes(tracks, default)
@@ -77,9 +98,11 @@ def accuracy_rows(ndim: int, n_tracks: int, n_tune: int) -> list[dict]:
 #: Secondary test sets (same simulator, one range narrowed each) to show where the errors come from.
 REGIMES: dict[str, dict] = {
     "low localisation error (Q 4-16)": {"Q_range": (4.0, 16.0)},
-    "strong confinement (B 0.05-0.1)": {"B_range": (0.05, 0.1)},
+    "small confinement (axes 0.05-0.1)": {"confinement_size_range": (0.05, 0.1)},
+    "strong drift (N_v 5-100)": {"drift_length_range": (5.0, 100.0)},
     "homogeneous tracks (no switches)": {"switching_fraction": 0.0},
-    "long tracks (200-400 points)": {"min_length": 200},
+    "long tracks (300-600 points)": {"min_length": 300},
+    "tracks of 20-400 points (the earlier test range)": {"min_length": 20, "max_length": 400},
 }
 
 
@@ -148,6 +171,11 @@ def main() -> None:
             print(f"| {r['method']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['mean_track_accuracy']:.3f} "
                   f"| {f1} | {ece} |")
         print("\nconfusion (rows true, columns predicted) of the ensemble:", rows[0]["confusion"])
+        print("\n| track length (points) | tracks | frames | ensemble accuracy | directed recall |")
+        print("|---|---|---|---|---|")
+        for b in rows[0]["by_length"]:
+            print(f"| {b['lengths']} | {b['tracks']} | {b['frames']} | {b['accuracy']:.3f} | "
+                  f"{b['directed_recall']:.3f} |")
         regimes = regime_rows(ndim, args.regime_tracks, rows[0].pop("tuned_baseline"))
         results["regimes"][ndim] = regimes
         print(f"\n{ndim}-D, narrower test sets ({args.regime_tracks} tracks each): ensemble vs tuned rolling MSD\n")

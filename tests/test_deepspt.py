@@ -86,13 +86,13 @@ def test_shipped_model_matches_its_pytorch_weights(ndim):
     assert worst <= 1e-4
 
 
-def _easy_tracks(ndim: int = 2, seed: int = 1) -> tuple[list[np.ndarray], list[int]]:
+def _easy_tracks(ndim: int = 2, seed: int = 1, n: int = 12) -> tuple[list[np.ndarray], list[int]]:
     """Long homogeneous tracks with little noise: normal, directed (drift 1 px/frame) and confined
-    (disc of radius sqrt(0.05 * 2 d n) px, the tightest of the training range), step sd 1 px."""
+    (a disc of radius 2 px, well inside the training range of ellipse size to step), step sd 1 px."""
     rng = np.random.default_rng(seed)
     tracks, truth = [], []
-    radius = np.sqrt(0.05 * 2 * ndim * 199)
-    for i in range(12):
+    radius = 2.0
+    for i in range(n):
         kind = (0, 1, 2)[i % 3]
         steps = rng.normal(0, 1.0, (199, ndim))
         if kind == 1:
@@ -112,7 +112,7 @@ def _easy_tracks(ndim: int = 2, seed: int = 1) -> tuple[list[np.ndarray], list[i
 
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_segment_tracks_on_easy_tracks(ndim):
-    tracks, truth = _easy_tracks(ndim)
+    tracks, truth = _easy_tracks(ndim, n=36)
     df = _table(tracks, ids=[f"t{i}" for i in range(len(tracks))])
     df = df.sample(frac=1.0, random_state=1).reset_index(drop=True)
     out = segment_tracks(df)
@@ -127,8 +127,9 @@ def test_segment_tracks_on_easy_tracks(ndim):
     want = df["track_id"].str[1:].astype(int).map(dict(enumerate(truth))).to_numpy()
     got = out["mode"].to_numpy()
     recall = [np.mean(got[want == k] == k) for k in range(3)]
-    # directed and confined motion are clear; stretches of a free walk often look directed or confined
-    assert recall[1] > 0.9 and recall[2] > 0.9 and recall[0] > 0.4, recall
+    # directed and confined motion are clear; a free walk can look like a weak drift, which the
+    # training recipe (DeepSPT's drift distribution) makes common, so some free tracks read directed
+    assert recall[1] > 0.9 and recall[2] > 0.9 and recall[0] > 0.6, recall
 
 
 def test_segment_tracks_gaps_short_tracks_and_errors():
@@ -175,7 +176,7 @@ def test_simulator_labels_and_modes():
     steps = np.bincount(data.seg_track, weights=data.seg_length, minlength=data.n_tracks)
     np.testing.assert_array_equal(steps, lengths - 1)
     n_seg = np.bincount(data.seg_track, minlength=data.n_tracks)
-    assert 0.1 < np.mean(n_seg == 1) < 0.35 and n_seg.max() <= 5
+    assert 0.1 < np.mean(n_seg == 1) < 0.35 and n_seg.max() <= 4
     # consecutive segments of a track differ in mode
     same_track = data.seg_track[1:] == data.seg_track[:-1]
     assert not np.any(same_track & (data.seg_mode[1:] == data.seg_mode[:-1]))
@@ -187,17 +188,51 @@ def test_simulator_labels_and_modes():
     assert d3.positions.shape[1] == 3
 
 
-def test_confined_segments_stay_in_their_ball():
+def test_confined_segments_stay_in_their_ellipse():
     from edgetrack.training.deepspt.sim import simulate_tracks
 
-    data = simulate_tracks(50, seed=4, switching_fraction=0.0, Q_range=(1e6, 1e6), B_range=(0.05, 0.05))
+    # no localisation error, D fixed: every confined track stays within its largest semi-axis
+    # (axis 0.1 um at D_ref 1e-4 um^2/s: 0.05 * sqrt(D / 1e-4) px), and moves
+    data = simulate_tracks(60, seed=4, switching_fraction=0.0, Q_range=(1e6, 1e6), D_range=(1.0, 1.0),
+                           confinement_size_range=(0.1, 0.1), confinement_D_range=(1e-4, 1e-4))
+    seen = 0
     for i in range(data.n_tracks):
         if data.seg_mode[data.seg_track == i][0] != 2:
             continue
         pos, _ = data.track(i)
-        n = len(pos) - 1
-        radius_bound = np.sqrt(0.05 * 2 * 2 * 10.0 ** 0.25 * 10.0 * n)  # largest D of the range
-        assert np.linalg.norm(pos - pos[0], axis=1).max() <= radius_bound * 1.0001
+        dist = np.linalg.norm(pos - pos[0], axis=1)
+        assert dist.max() <= 0.05 * 100.0 + 1e-6
+        assert dist.max() > 1.0
+        seen += 1
+    assert seen > 5
+    # a tiny ellipse (semi-axis 0.05 px at D = 1) pins the particle: steps far below sqrt(2 D)
+    tight = simulate_tracks(40, seed=5, switching_fraction=0.0, Q_range=(1e6, 1e6), D_range=(1.0, 1.0),
+                            confinement_size_range=(0.1, 0.1), confinement_D_range=(1.0, 1.0))
+    for i in range(tight.n_tracks):
+        if tight.seg_mode[tight.seg_track == i][0] == 2:
+            pos, _ = tight.track(i)
+            assert np.linalg.norm(pos - pos[0], axis=1).max() <= 0.05 + 1e-9
+
+
+def test_directed_drift_and_localisation_error_follow_deepspt():
+    from edgetrack.training.deepspt.sim import simulate_tracks
+
+    # v = sqrt(4 R D / N_v): R = 20, N_v = 5, D = 1 -> v = 4 px/frame
+    data = simulate_tracks(80, seed=6, switching_fraction=0.0, Q_range=(1e6, 1e6), D_range=(1.0, 1.0),
+                           R_range=(20.0, 20.0), drift_length_range=(5.0, 5.0), min_length=200)
+    speeds = []
+    for i in range(data.n_tracks):
+        if data.seg_mode[data.seg_track == i][0] == 1:
+            pos, _ = data.track(i)
+            speeds.append(np.linalg.norm(pos[-1] - pos[0]) / (len(pos) - 1))
+    assert len(speeds) > 5 and abs(np.median(speeds) - 4.0) < 0.2
+    # localisation error sqrt(D) / Q per coordinate: normal tracks with Q = 2 and D = 1 have a
+    # lag-1 MSD per coordinate of 2 D + 2 sigma^2 = 2.5
+    noisy = simulate_tracks(300, seed=7, switching_fraction=0.0, Q_range=(2.0, 2.0), D_range=(1.0, 1.0),
+                            min_length=200)
+    lag1 = [np.mean(np.diff(noisy.track(i)[0], axis=0) ** 2) for i in range(noisy.n_tracks)
+            if noisy.seg_mode[noisy.seg_track == i][0] == 0]
+    assert abs(np.mean(lag1) - 2.5) < 0.1
 
 
 def test_rolling_msd_baseline():

@@ -24,7 +24,7 @@ from edgetrack.runtime.errors import EdgetrackError
 __all__ = ["main", "train_and_export", "evaluate_onnx"]
 
 
-def evaluate_onnx(path: Path | str, ndim: int, n_tracks: int, seed: int, max_length: int = 400) -> dict:
+def evaluate_onnx(path: Path | str, ndim: int, n_tracks: int, seed: int, max_length: int = 600) -> dict:
     """Per-frame scores and calibration of an exported model on ``n_tracks`` fresh test tracks."""
     import numpy as np
     import onnxruntime as ort

@@ -1,26 +1,33 @@
 """Heterogeneous tracks with a diffusional mode per time point (training data of the DeepSPT models).
 
-Each track is a chain of segments; each segment moves in one of four modes (the classes of
-:data:`edgetrack.runtime.deepspt.MODES`):
+The generator follows DeepSPT's own (Kaestel-Hansen et al., after Kowalek et al. 2020), written in
+px and frames. Each track is a chain of segments; each segment moves in one of four modes (the
+classes of :data:`edgetrack.runtime.deepspt.MODES`):
 
 * 0 normal: Brownian steps, per coordinate N(0, 2 D).
 * 1 directed: Brownian steps plus a constant drift ``v u`` (``u`` a random unit vector) with
-  ``v = sqrt(R * 2 d D / n)`` px/frame for a segment of ``n`` steps, so that the squared drift
-  distance is ``R`` times the free diffusion MSD of the segment (``R`` drawn in ``R_range``).
-* 2 confined: Brownian motion inside a reflecting disc (ball in 3-D) centred where the segment
-  starts, of radius ``r_c = sqrt(B * 2 d D n)`` (``B`` in ``B_range``: the confinement area is a
-  fraction of what free diffusion would explore); a step that leaves the disc is folded back
-  radially.
+  ``v = sqrt(4 R D / N_v)`` px/frame, ``R`` in ``R_range`` and ``N_v`` an integer drawn in
+  ``drift_length_range`` independently of the segment (DeepSPT's eq. 7 of Kowalek et al. solved
+  for v with a random duration): the squared drift over ``N_v`` frames is ``R`` times ``4 D N_v``.
+* 2 confined: Brownian motion inside an ellipse (ellipsoid in 3-D) centred where the segment
+  starts, with a random orientation, sampled as DeepSPT does: every frame is split into
+  ``confinement_substeps`` Brownian sub-steps and a sub-step that would leave the ellipse is
+  rejected (the particle stays put). The full axes are drawn uniformly in
+  ``confinement_size_range`` in DeepSPT's units (um, for D in um^2/s and 1 s frames) together with
+  a reference ``D_ref`` log-uniform in ``confinement_D_range`` (DeepSPT's D range) and rescaled by
+  ``sqrt(D / D_ref)``, so that the ratio of the ellipse to the step length has DeepSPT's
+  distribution whatever the track's D in px^2/frame.
 * 3 subdiffusive: fractional Brownian motion with exponent ``alpha`` in ``alpha_range`` and
   ``K = D`` (exact fGn from :mod:`edgetrack.training.andi.fbm`).
 
-A fraction ``switching_fraction`` of the tracks switch mode 1 to ``max_change_points`` times
-(consecutive segments differ, every segment at least ``min_segment`` steps); the others keep one
-mode. Track lengths are uniform in ``[min_length, max_length]`` points. ``D`` of a track is
-log-uniform in ``D_range`` (px^2/frame, four orders of magnitude by default) and varies between
-its segments by up to ``segment_D_spread`` decades; the localisation error (per coordinate,
-Gaussian) is ``sqrt(2 D) / Q`` with ``Q`` log-uniform in ``Q_range`` (the ratio of the step to
-the localisation error).
+A fraction ``switching_fraction`` of the tracks has 2 to ``max_change_points + 1`` segments
+(consecutive segments differ, every segment at least ``min_segment`` steps, cut points uniform);
+the others keep one mode. Track lengths are uniform in ``[min_length, max_length]`` points
+(DeepSPT's 5-600). ``D`` of a track is log-uniform in ``D_range`` (px^2/frame, four orders of magnitude by default) and
+can vary between its segments by up to ``segment_D_spread`` decades (0 by default: DeepSPT keeps
+one D per track). The localisation error per coordinate is Gaussian with standard deviation
+``sqrt(D) / Q`` (``sqrt(D + v^2) / Q`` on directed segments; DeepSPT's eq. 12 of Kowalek et al.),
+``Q`` uniform in ``Q_range`` per track.
 
 Labels: point ``t >= 1`` has the mode of the step ``t-1 -> t``; point 0 has the mode of the first
 step. Units: px and frames. numpy and numba only.
@@ -47,16 +54,19 @@ class SimConfig(StageConfig):
     """Parameters of the heterogeneous-track simulator (see the module docstring; px, frames)."""
 
     ndim: int = 2
-    min_length: int = 20
-    max_length: int = 400
+    min_length: int = 5
+    max_length: int = 600
     switching_fraction: float = 0.8
-    max_change_points: int = 4
-    min_segment: int = 10
+    max_change_points: int = 3
+    min_segment: int = 5
     D_range: tuple[float, float] = (1e-3, 10.0)
-    segment_D_spread: float = 0.5
+    segment_D_spread: float = 0.0
     Q_range: tuple[float, float] = (1.0, 16.0)
     R_range: tuple[float, float] = (5.0, 25.0)
-    B_range: tuple[float, float] = (0.05, 0.25)
+    drift_length_range: tuple[float, float] = (5.0, 600.0)
+    confinement_size_range: tuple[float, float] = (0.05, 0.25)
+    confinement_D_range: tuple[float, float] = (1e-4, 0.5)
+    confinement_substeps: int = 100
     alpha_range: tuple[float, float] = (0.1, 0.7)
 
     def validate(self) -> None:
@@ -65,7 +75,9 @@ class SimConfig(StageConfig):
         require(0.0 <= self.switching_fraction <= 1.0, "switching_fraction must be in [0, 1]")
         require(self.max_change_points >= 1, "max_change_points must be >= 1")
         require(self.min_segment >= 1, "min_segment must be >= 1")
-        for name in ("D_range", "Q_range", "R_range", "B_range", "alpha_range"):
+        require(self.confinement_substeps >= 1, "confinement_substeps must be >= 1")
+        for name in ("D_range", "Q_range", "R_range", "drift_length_range", "confinement_size_range",
+                     "confinement_D_range", "alpha_range"):
             lo, hi = getattr(self, name)
             require(0.0 < lo <= hi, f"{name} must be 0 < low <= high, got {(lo, hi)}")
         require(self.alpha_range[1] < 2.0, "alpha_range must stay below 2")
@@ -132,41 +144,48 @@ def _segments(n_steps: np.ndarray, cfg: SimConfig, rng: np.random.Generator):
 
 
 @numba.njit(cache=True, nogil=True)
-def _confined_steps(noise: np.ndarray, seg_start: np.ndarray, seg_len: np.ndarray, radius: np.ndarray,
-                    out: np.ndarray) -> None:
-    """Steps of Brownian motion folded radially into a ball of ``radius`` around each segment's start.
+def _confined_steps(seed: int, sd: np.ndarray, seg_start: np.ndarray, seg_len: np.ndarray, semi_axes: np.ndarray,
+                    rotation: np.ndarray, substeps: int, out: np.ndarray) -> None:
+    """Steps of Brownian motion confined to an ellipse(oid) centred on each segment's start.
 
-    noise: (N, d) free Brownian steps; segment s owns rows seg_start[s] : seg_start[s] + seg_len[s];
-    out: (N, d) the confined steps.
+    sd: (S,) px, standard deviation per coordinate of a whole frame's free step; segment s owns
+    rows seg_start[s] : seg_start[s] + seg_len[s] of out (N, d); semi_axes: (S, d) px;
+    rotation: (S, d, d), columns the ellipse's axes. Each frame is ``substeps`` Gaussian sub-steps,
+    a sub-step leaving the ellipse is rejected. Random numbers come from Numba's generator seeded
+    with ``seed``.
     """
-    d = noise.shape[1]
+    np.random.seed(seed)
+    d = out.shape[1]
     p = np.zeros(d)
     q = np.zeros(d)
     for s in range(seg_start.size):
-        r = radius[s]
+        sub_sd = sd[s] / np.sqrt(substeps)
         for k in range(d):
             p[k] = 0.0
         for t in range(seg_start[s], seg_start[s] + seg_len[s]):
-            nrm2 = 0.0
             for k in range(d):
-                q[k] = p[k] + noise[t, k]
-                nrm2 += q[k] * q[k]
-            nrm = np.sqrt(nrm2)
-            if nrm > r:
-                # fold the radial distance back inside: r -> 2 R - r (repeated for long jumps)
-                rad = nrm
-                for _ in range(64):
-                    if rad <= r:
-                        break
-                    rad = 2.0 * r - rad
-                    if rad < 0.0:
-                        rad = -rad
-                scale = rad / nrm
+                out[t, k] = p[k]
+            for _ in range(substeps):
                 for k in range(d):
-                    q[k] *= scale
+                    q[k] = p[k] + sub_sd * np.random.standard_normal()
+                inside = 0.0
+                for j in range(d):
+                    u = 0.0
+                    for k in range(d):
+                        u += rotation[s, k, j] * q[k]
+                    u /= semi_axes[s, j]
+                    inside += u * u
+                if inside <= 1.0:
+                    for k in range(d):
+                        p[k] = q[k]
             for k in range(d):
-                out[t, k] = q[k] - p[k]
-                p[k] = q[k]
+                out[t, k] = p[k] - out[t, k]
+
+
+def _rotations(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """(n, d, d) uniformly random rotation matrices (QR of Gaussian matrices, sign-corrected)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, d, d)))
+    return q * np.sign(np.diagonal(r, axis1=1, axis2=2))[:, None, :]
 
 
 def _unit_vectors(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -193,9 +212,9 @@ def simulate_tracks(n_tracks: int, config: SimConfig | None = None, seed: int | 
     d_track = _log_uniform(rng, *cfg.D_range, n_tracks)
     spread = cfg.segment_D_spread / 2.0
     d_seg = d_track[seg_track] * 10.0 ** rng.uniform(-spread, spread, n_seg)
-    q_track = _log_uniform(rng, *cfg.Q_range, n_tracks)
+    q_track = rng.uniform(*cfg.Q_range, n_tracks)
     r_seg = rng.uniform(*cfg.R_range, n_seg)
-    b_seg = rng.uniform(*cfg.B_range, n_seg)
+    n_drift = rng.integers(int(cfg.drift_length_range[0]), int(cfg.drift_length_range[1]) + 1, n_seg)
     a_seg = rng.uniform(*cfg.alpha_range, n_seg)
     u_seg = _unit_vectors(rng, n_seg, d)
 
@@ -205,21 +224,23 @@ def simulate_tracks(n_tracks: int, config: SimConfig | None = None, seed: int | 
     steps = rng.standard_normal((total, d)) * sd_row[:, None]
     mode_row = seg_mode[row_seg]
     # directed: add the drift
-    vel = np.sqrt(r_seg * 2.0 * d * d_seg / seg_len)
-    drift = (vel[:, None] * u_seg)[row_seg]
-    steps += np.where((mode_row == DIRECTED)[:, None], drift, 0.0)
+    vel = np.where(seg_mode == DIRECTED, np.sqrt(4.0 * r_seg * d_seg / n_drift), 0.0)
+    steps += (vel[:, None] * u_seg)[row_seg]
     # subdiffusive: replace by fGn
     sub = np.flatnonzero(seg_mode == SUBDIFFUSIVE)
     if sub.size:
         noise = fgn_segments(a_seg[sub], seg_len[sub], rng, ndim=d)
         rows = np.concatenate([np.arange(seg_first[s], seg_first[s] + seg_len[s]) for s in sub])
         steps[rows] = noise * sd_row[rows, None]
-    # confined: fold into the ball
+    # confined: Brownian sub-steps inside a random ellipse(oid)
     con = np.flatnonzero(seg_mode == CONFINED)
     if con.size:
-        radius = np.sqrt(b_seg[con] * 2.0 * d * d_seg[con] * seg_len[con])
+        axes = rng.uniform(*cfg.confinement_size_range, (con.size, d))
+        d_ref = _log_uniform(rng, *cfg.confinement_D_range, con.size)
+        semi = 0.5 * axes * np.sqrt(d_seg[con] / d_ref)[:, None]
         out = np.zeros_like(steps)
-        _confined_steps(np.ascontiguousarray(steps), seg_first[con], seg_len[con], radius, out)
+        _confined_steps(int(rng.integers(2 ** 31)), np.sqrt(2.0 * d_seg[con]), seg_first[con], seg_len[con],
+                        semi, _rotations(rng, con.size, d), cfg.confinement_substeps, out)
         rows = np.concatenate([np.arange(seg_first[s], seg_first[s] + seg_len[s]) for s in con])
         steps[rows] = out[rows]
 
@@ -232,8 +253,12 @@ def simulate_tracks(n_tracks: int, config: SimConfig | None = None, seed: int | 
     inc[dest] = steps
     pos = np.cumsum(inc, axis=0)
     pos -= np.repeat(pos[offsets[:-1]], lengths, axis=0)
-    sigma = np.sqrt(2.0 * d_track) / q_track
-    pos += rng.standard_normal((m, d)) * np.repeat(sigma, lengths)[:, None]
+    # localisation error: sqrt(D) / Q, sqrt(D + v^2) / Q on directed steps (a point takes its step's)
+    sigma_seg = np.sqrt(d_seg + vel ** 2) / q_track[seg_track]
+    sigma = np.empty(m)
+    sigma[dest] = sigma_seg[row_seg]
+    sigma[offsets[:-1]] = sigma[offsets[:-1] + 1]
+    pos += rng.standard_normal((m, d)) * sigma[:, None]
     start = rng.uniform(0.0, 100.0, (n_tracks, d))
     pos += np.repeat(start, lengths, axis=0)
 

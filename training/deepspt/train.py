@@ -49,7 +49,7 @@ class TrainConfig(StageConfig):
     lr: float = 3e-3
     batch_points: int = 16384
     threads: int = 1
-    max_length: int = 400
+    max_length: int = 600
 
     def validate(self) -> None:
         require(self.ndim in (2, 3), "ndim must be 2 or 3")
