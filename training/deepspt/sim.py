@@ -23,9 +23,9 @@ classes of :data:`edgetrack.runtime.deepspt.MODES`):
 A fraction ``switching_fraction`` of the tracks has 2 to ``max_change_points + 1`` segments
 (consecutive segments differ, every segment at least ``min_segment`` steps, cut points uniform);
 the others keep one mode. Track lengths are uniform in ``[min_length, max_length]`` points
-(DeepSPT's 5-600). ``D`` of a track is log-uniform in ``D_range`` (px^2/frame, four orders of magnitude by default) and
-can vary between its segments by up to ``segment_D_spread`` decades (0 by default: DeepSPT keeps
-one D per track). The localisation error per coordinate is Gaussian with standard deviation
+(DeepSPT's 5-600). ``D`` of a track is log-uniform in ``D_range`` (px^2/frame, four orders of
+magnitude by default) and can vary between its segments by up to ``segment_D_spread`` decades (0
+by default: DeepSPT keeps one D per track). The localisation error per coordinate is Gaussian with standard deviation
 ``sqrt(D) / Q`` (``sqrt(D + v^2) / Q`` on directed segments; DeepSPT's eq. 12 of Kowalek et al.),
 ``Q`` uniform in ``Q_range`` per track.
 
