@@ -5,20 +5,50 @@ there (it arrives wrapped in a ``SystemError`` that the loader treats as a cache
 then carries on as if nothing happened. The command line therefore installs :func:`handling_sigint`,
 which remembers every Ctrl-C, and long loops call :func:`check` between frames so a swallowed
 interrupt is raised again at the next safe point. Library code never installs signal handlers.
+
+A Ctrl-C that lands while Numba compiles can also leave a half-built llvmlite object behind, whose
+destructor then fails and Python prints an "Exception ignored in ..." traceback after the run has
+already ended cleanly. From the first Ctrl-C on, :func:`quiet_library_destructors` drops those
+reports (only for objects of llvmlite and Numba; everything else reaches the previous hook).
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from typing import Iterator
 
 _REQUESTED = threading.Event()
 
 
+#: Top-level packages whose failing destructors are silenced after a Ctrl-C.
+_QUIET_PACKAGES = ("llvmlite", "numba")
+
+
+def quiet_library_destructors() -> None:
+    """Install a ``sys.unraisablehook`` that drops unraisable exceptions of llvmlite / Numba objects.
+
+    Idempotent; every other unraisable exception goes to the hook that was installed before.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_edgetrack_quiet", False):
+        return
+
+    def hook(unraisable) -> None:
+        module = getattr(unraisable.object, "__module__", None) or ""
+        if module.split(".")[0] in _QUIET_PACKAGES:
+            return
+        previous(unraisable)
+
+    hook._edgetrack_quiet = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def _on_sigint(signum: int, frame: object) -> None:
     _REQUESTED.set()
+    quiet_library_destructors()
     raise KeyboardInterrupt
 
 

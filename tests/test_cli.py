@@ -141,3 +141,30 @@ def test_swallowed_ctrl_c_is_raised_again_at_the_next_check():
             interrupt.check()
     assert not interrupt.requested()
     interrupt.check()  # outside the block nothing is pending
+
+
+def test_after_ctrl_c_llvmlite_destructor_reports_are_dropped(monkeypatch):
+    """A Ctrl-C inside Numba's compiler can leave a half-built llvmlite object whose destructor
+    fails at exit; that report is dropped, any other unraisable exception still gets through."""
+    import sys
+    import types
+
+    from edgetrack.runtime import interrupt
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    interrupt.quiet_library_destructors()
+    interrupt.quiet_library_destructors()  # idempotent: one wrapper, not two
+
+    def report(module: str):
+        owner = types.FunctionType((lambda: None).__code__, {"__name__": module}, "__del__")
+        return types.SimpleNamespace(exc_type=AttributeError, exc_value=AttributeError("x"), exc_traceback=None,
+                                     err_msg="Exception ignored in", object=owner)
+
+    assert report("llvmlite.binding.ffi").object.__module__ == "llvmlite.binding.ffi"
+    sys.unraisablehook(report("llvmlite.binding.ffi"))
+    sys.unraisablehook(report("numba.core.dispatcher"))
+    assert seen == []
+    other = report("mypackage.things")
+    sys.unraisablehook(other)
+    assert seen == [other]
