@@ -32,9 +32,9 @@ def main() -> None:
 
     import trackpy as tp
 
-    from edgetrack.runtime.io import open_movie
-    from edgetrack.runtime.metrics import link_metrics
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.io.readers import open_movie
+    from edgetrack.runtime.metrics.links import link_metrics
+    from edgetrack.runtime.stream.tracker import Tracker
 
     tp.quiet()
     frames = np.stack([f.astype(np.float32) for f in open_movie(args.data)])

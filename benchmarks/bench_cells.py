@@ -8,7 +8,7 @@ features, the label kept aside to map the result back): nothing ties a label acr
 Methods (all with max_distance = one median equivalent diameter of the first frame, as
 ``track_cells`` chooses it, and gap closing over one missing frame):
 
-* ``edgetrack <scorer>/<linker>``: :func:`edgetrack.runtime.cells.CellTracker` (the streaming Tracker,
+* ``edgetrack <scorer>/<linker>``: :func:`edgetrack.runtime.cells.tracker.CellTracker` (the streaming Tracker,
   window 4) with the distance scorer (or ``--scorer transformer``) and the linkers greedy and ilp
   with divisions, lap (one-to-one: no divisions).
 * ``laptrack``: LapTrack's ``predict_dataframe`` on the same centroids, squared-Euclidean costs
@@ -16,13 +16,13 @@ Methods (all with max_distance = one median equivalent diameter of the first fra
 * ``nn-lap``: a nearest-neighbour frame-to-frame LAP baseline (scipy ``linear_sum_assignment`` on the
   centroid distance, links up to max_distance, no gaps, no divisions).
 
-Scores are :func:`edgetrack.runtime.ctc_metrics.ctc_scores` against ``01_GT/TRA`` (markers +
+Scores are :func:`edgetrack.runtime.metrics.ctc.ctc_scores` against ``01_GT/TRA`` (markers +
 ``man_track.txt``). Before them, two sanity checks: the ground truth against itself gives TRA 1, and
 the ground truth with one link broken (the longest track cut after its first frame into a new
 track without a parent) costs exactly one missing edge, AOGM 1.5.
 
 Times: ``track ms/frame`` is scoring + linking only (the objects' features are ready), ``features
-ms/frame`` is :func:`~edgetrack.runtime.cell_features.frame_features` on the 1024x1024 (GOWT1) or
+ms/frame`` is :func:`~edgetrack.runtime.cells.features.frame_features` on the 1024x1024 (GOWT1) or
 690x628 (SIM+) masks. A last section times ``frame_features`` against
 ``skimage.measure.regionprops_table`` on a synthetic 1024x1024 frame with 100 objects.
 
@@ -48,7 +48,7 @@ MAX_GAP = 2  # edges span 1..2 frames: one missing frame is bridged
 
 
 def load(name: str, use_images: bool):
-    from edgetrack.runtime.cell_io import open_images, open_masks, read_ctc_lineage
+    from edgetrack.runtime.io.masks import open_images, open_masks, read_ctc_lineage
 
     gt = DATA / name / "01_GT" / "TRA"
     masks = np.stack(list(open_masks(gt)))
@@ -59,7 +59,7 @@ def load(name: str, use_images: bool):
 
 
 def sanity(masks: np.ndarray, lineage: pd.DataFrame) -> dict:
-    from edgetrack.runtime.ctc_metrics import ctc_scores
+    from edgetrack.runtime.metrics.ctc import ctc_scores
 
     self_score = ctc_scores(masks, lineage, masks, lineage)
     longest = lineage.assign(n=lineage.end - lineage.start).sort_values(["n", "label"]).iloc[-1]
@@ -79,7 +79,7 @@ def sanity(masks: np.ndarray, lineage: pd.DataFrame) -> dict:
 
 
 def features_of(masks: np.ndarray, images: np.ndarray | None) -> tuple[list[pd.DataFrame], float]:
-    from edgetrack.runtime.cell_features import frame_features
+    from edgetrack.runtime.cells.features import frame_features
 
     t0 = time.perf_counter()
     tables = [frame_features(masks[t], None if images is None else images[t], frame=t) for t in range(len(masks))]
@@ -88,7 +88,7 @@ def features_of(masks: np.ndarray, images: np.ndarray | None) -> tuple[list[pd.D
 
 def run_edgetrack(tables: list[pd.DataFrame], scorer: str, linker: str, max_distance: float) -> tuple[pd.DataFrame, float]:
     """CellTracker on ready features (so its ``seconds['tracking']`` is scoring + linking only)."""
-    from edgetrack.runtime.cells import CellTracker
+    from edgetrack.runtime.cells.tracker import CellTracker
 
     tracker = CellTracker(scorer=scorer, linker=linker, max_distance=max_distance, max_gap=MAX_GAP, window=4)
     for tab in tables:
@@ -148,7 +148,7 @@ def features_speed(repeats: int = 10) -> dict:
     from skimage.measure import regionprops_table
     from skimage.segmentation import expand_labels
 
-    from edgetrack.runtime.cell_features import frame_features
+    from edgetrack.runtime.cells.features import frame_features
 
     rng = np.random.default_rng(0)
     labels = np.zeros((1024, 1024), np.int32)
@@ -182,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the rows as JSON here")
     args = parser.parse_args(argv)
 
-    from edgetrack.runtime.cell_io import ctc_result
-    from edgetrack.runtime.cells import default_max_distance
-    from edgetrack.runtime.ctc_metrics import ctc_scores
+    from edgetrack.runtime.io.masks import ctc_result
+    from edgetrack.runtime.cells.tracker import default_max_distance
+    from edgetrack.runtime.metrics.ctc import ctc_scores
 
     rows = []
     for name in args.sequences:

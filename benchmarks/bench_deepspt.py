@@ -7,7 +7,7 @@ Accuracy: ``--tracks`` fresh heterogeneous tracks per dimension from
 :func:`edgetrack.training.deepspt.sim.simulate_tracks` (default parameters, DeepSPT's generator: 80 % switching,
 5-600 points, D over four decades, localisation error sqrt(D)/Q with Q in [1, 16]) drawn
 from a seed stream the training never used. The exported ensemble (ONNX Runtime, through
-:func:`edgetrack.runtime.deepspt.segment_arrays`) is scored per frame: pooled accuracy, macro F1
+:func:`edgetrack.runtime.motion.deepspt.segment_arrays`) is scored per frame: pooled accuracy, macro F1
 over the four modes, F1 per mode, mean per-track accuracy and the expected calibration error
 of its probabilities. Baselines: the rolling-MSD classifier of
 :mod:`edgetrack.training.deepspt.baseline` with DeepSPT's settings (20-point window, alpha
@@ -33,8 +33,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from edgetrack.runtime.deepspt import segment_arrays, segment_tracks
-from edgetrack.runtime.models import load_model
+from edgetrack.runtime.motion.deepspt import segment_arrays, segment_tracks
+from edgetrack.runtime.models.onnx import load_model
 from edgetrack.training.deepspt.baseline import RollingMSD, rolling_msd_modes, tune_rolling_msd
 from edgetrack.training.deepspt.evaluate import expected_calibration_error, frame_scores
 from edgetrack.training.deepspt.sim import SimConfig, simulate_tracks

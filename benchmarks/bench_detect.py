@@ -1,8 +1,8 @@
-"""Spot detection: edgetrack.runtime.detect against trackpy.locate on simulated movies.
+"""Spot detection: edgetrack.runtime.detect.spots against trackpy.locate on simulated movies.
 
 For each SNR a 512x512 movie with 500 spots (psf_sigma 1.5 px) is simulated; both detectors run
 on the same frames in the same process, frame by frame (interleaved, so load changes hit both).
-Accuracy: one-to-one matching within 2 px against the truth (edgetrack.runtime.metrics: most pairs
+Accuracy: one-to-one matching within 2 px against the truth (edgetrack.runtime.metrics.links: most pairs
 first, then the smallest summed distance); recall, precision and the radial RMSE (px) of matched
 pairs. Speed: median per-frame time after warm-up (JIT compile excluded), edgetrack's DataFrame
 API (``detect_spots``) against ``trackpy.locate``; wall-clock by default, ``--clock cpu`` for the
@@ -26,16 +26,18 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from edgetrack.runtime.detect import DetectConfig, detect_spots
-from edgetrack.runtime.metrics import localization_metrics
-from edgetrack.training.simulate import simulate_movie
+from edgetrack.runtime.detect.config import DetectConfig
+
+from edgetrack.runtime.detect.spots import detect_spots
+from edgetrack.runtime.metrics.links import localization_metrics
+from edgetrack.runtime.simulate.spots import simulate_movie
 
 MAX_DISTANCE = 2.0  # px, matching radius
 
 
 def score(truth: pd.DataFrame, dets: dict[int, np.ndarray]) -> dict[str, float]:
     """Recall, precision, F1 and radial RMSE (px) over all frames of ``dets`` ({frame: (n, 2) y, x}),
-    by :func:`edgetrack.runtime.metrics.localization_metrics` (one-to-one within MAX_DISTANCE)."""
+    by :func:`edgetrack.runtime.metrics.links.localization_metrics` (one-to-one within MAX_DISTANCE)."""
     frames = sorted(dets)
     table = pd.DataFrame({
         "frame": np.concatenate([np.full(len(dets[t]), t, dtype=np.int64) for t in frames]),

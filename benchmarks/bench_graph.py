@@ -27,9 +27,9 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-from edgetrack.runtime.associate import DistanceScorer
-from edgetrack.runtime.graph import build_graph, edges_into_frame
-from edgetrack.runtime.linking import get_linker
+from edgetrack.runtime.associate.distance import DistanceScorer
+from edgetrack.runtime.graph.candidates import build_graph, edges_into_frame
+from edgetrack.runtime.link.registry import get_linker
 
 DENSITY = 0.002  # points per px^2 per frame (about 500 spots in a 512 x 512 field)
 MAX_DISTANCE = 6.0

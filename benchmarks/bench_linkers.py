@@ -2,18 +2,18 @@
 
 Detections are simulated directly (no rendering): Brownian particles, D 0.5-2 px^2/frame, dividing
 with probability ``--division-rate`` per frame, 5% of detections missed, 0.1 px localisation
-error. Every linker runs in the streaming :class:`~edgetrack.runtime.stream.Tracker` (window 3,
+error. Every linker runs in the streaming :class:`~edgetrack.runtime.stream.tracker.Tracker` (window 3,
 max_gap 2, max_distance 6 px, distance scorer), with its default costs.
 
 Sections (``--sections``):
 
-* ``accuracy``: link F1 and division F1 (:func:`~edgetrack.runtime.metrics.link_metrics`) per linker
+* ``accuracy``: link F1 and division F1 (:func:`~edgetrack.runtime.metrics.links.link_metrics`) per linker
   and density, for the Tracker's default gap penalty (0.5) and one matched to the 5% miss rate (0.05).
 * ``timing``: wall time of each linker call (one call per committed frame) against the number of
   detections in the window (``--window-sizes``, about 5 frames' worth each): median and 99th
   percentile over ``--frames`` windows, and the number of ILP time-outs (default 1 s limit).
 * ``offline``: the whole movie as one window (``runtime/offline.py``) against the streaming result on
-  the same detections: the objective (:func:`~edgetrack.runtime.link_model.link_cost`, in nats, of
+  the same detections: the objective (:func:`~edgetrack.runtime.link.costs.link_cost`, in nats, of
   each answer on the full graph; lower is better) and link/division F1.
 
     nice -n 19 python benchmarks/bench_linkers.py --sections accuracy offline timing
@@ -43,14 +43,14 @@ LINKER_SET = [
 
 
 def simulate(n_spots: int, frames: int, size: int, division_rate: float, seed: int):
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     return simulate_detections(n_frames=frames, shape=(size, size), n_spots=n_spots, D_range=(0.5, 2.0),
                                division_rate=division_rate, miss_rate=0.05, localization_error=0.1, seed=seed)
 
 
 def scores(truth: pd.DataFrame, tracks: pd.DataFrame) -> dict:
-    from edgetrack.runtime.metrics import link_metrics
+    from edgetrack.runtime.metrics.links import link_metrics
 
     m = link_metrics(truth, tracks, max_distance=2.0)
     return {"f1": m["f1"], "div_f1": m.get("division_f1", float("nan")),
@@ -59,7 +59,7 @@ def scores(truth: pd.DataFrame, tracks: pd.DataFrame) -> dict:
 
 def stream(det: pd.DataFrame, linker: str, max_children: int, gap_penalty: float) -> tuple[pd.DataFrame, np.ndarray, float]:
     """Streaming tracks, the parent det_id of every detection (Tracker numbering) and the wall time."""
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     tracker = Tracker(linker=linker, max_children=max_children, gap_penalty=gap_penalty, **GRAPH)
     parent = np.full(len(det), -3, np.int64)
@@ -98,8 +98,8 @@ def section_accuracy(args) -> pd.DataFrame:
 
 
 def section_timing(args) -> pd.DataFrame:
-    from edgetrack.runtime.link_model import IlpTimeoutWarning
-    from edgetrack.runtime.linking import LINKERS, get_linker
+    from edgetrack.runtime.link.costs import IlpTimeoutWarning
+    from edgetrack.runtime.link.registry import LINKERS, get_linker
 
     rows = []
     for target in args.window_sizes:
@@ -138,10 +138,10 @@ def section_timing(args) -> pd.DataFrame:
 
 
 def section_offline(args) -> pd.DataFrame:
-    from edgetrack.runtime.link_flow import link_flow
-    from edgetrack.runtime.link_ilp import link_ilp
-    from edgetrack.runtime.link_model import IlpConfig, link_cost
-    from edgetrack.runtime.offline import offline_graph, tracks_from_parents
+    from edgetrack.runtime.link.flow import link_flow
+    from edgetrack.runtime.link.ilp import link_ilp
+    from edgetrack.runtime.link.costs import IlpConfig, link_cost
+    from edgetrack.runtime.stream.offline import offline_graph, tracks_from_parents
 
     rows = []
     for n in args.spots:

@@ -10,7 +10,7 @@ baseline gets the true step (``step_sigma = sqrt(2 D dt)``, an oracle setting) o
 (``max_distance / 3``). MAGIK's scores go to the LAP, min-cost-flow (``flow``, the whole window
 at once) and post-processing linkers. Each method runs with the Tracker's default ``min_score`` (1e-6) and with the
 one value from ``--min-scores`` that is best for it over all crowding levels. Scores:
-:func:`edgetrack.runtime.metrics.link_metrics` (link F1 and Jaccard).
+:func:`edgetrack.runtime.metrics.links.link_metrics` (link F1 and Jaccard).
 
     python benchmarks/bench_magik.py crowding --seeds 3 --frames 50
     python benchmarks/bench_magik.py latency
@@ -34,7 +34,7 @@ DTS = (0.5, 1, 2, 4, 8, 16, 32)
 
 
 def _tracks_edgetrack(det: pd.DataFrame, **options) -> pd.DataFrame:
-    from edgetrack.runtime.stream import link_detections
+    from edgetrack.runtime.stream.pipeline import link_detections
 
     return link_detections(det, **options)
 
@@ -65,8 +65,8 @@ class _Holder:
 
 
 def _register_variants() -> None:
-    from edgetrack.runtime.associate import register_scorer, scorer_names
-    from edgetrack.runtime.magik import MagikScorer
+    from edgetrack.runtime.associate.registry import register_scorer, scorer_names
+    from edgetrack.runtime.associate.magik import MagikScorer
 
     if "magik_allpairs" not in scorer_names():
         register_scorer("magik_allpairs", _allpairs)
@@ -74,20 +74,20 @@ def _register_variants() -> None:
 
 
 def _allpairs():
-    from edgetrack.runtime.magik import MagikScorer
+    from edgetrack.runtime.associate.magik import MagikScorer
 
     return MagikScorer(chunk=0)
 
 
 def _exactmd():
-    from edgetrack.runtime.magik import MagikScorer
+    from edgetrack.runtime.associate.magik import MagikScorer
 
     return MagikScorer(max_distance=_Holder.max_distance)
 
 
 def crowding(args) -> list[dict]:
-    from edgetrack.runtime.metrics import link_metrics
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.metrics.links import link_metrics
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     _register_variants()
     et = _tracks_edgetrack
@@ -158,9 +158,9 @@ def _window_nodes(n: int, rng: np.random.Generator, n_frames: int = 5, rho: floa
 def latency(args) -> list[dict]:
     import torch
 
-    from edgetrack.runtime.graph import build_graph
-    from edgetrack.runtime.magik import graph_inputs
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.graph.candidates import build_graph
+    from edgetrack.runtime.associate.magik import graph_inputs
+    from edgetrack.runtime.models.onnx import load_model
     from edgetrack.training.magik.export import INPUTS, Exported
     from edgetrack.training.magik.train import build_model
 
@@ -202,7 +202,7 @@ def latency(args) -> list[dict]:
 
 
 def nodes(args) -> dict:
-    from edgetrack.runtime.magik import predict_nodes
+    from edgetrack.runtime.associate.magik import predict_nodes
     from edgetrack.training.magik.data import NO_AUGMENT, diffusion_graph
 
     rng = np.random.default_rng(12345)
@@ -222,8 +222,8 @@ def nodes(args) -> dict:
 def motion(args) -> dict:
     """Global motion model: accuracy on single-model videos, fraction MAE on mixed videos next to the
     constant 1/3 guess, and (where the model gives them) per-detection class accuracy."""
-    from edgetrack.runtime.magik import predict_global, predict_nodes
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.associate.magik import predict_global, predict_nodes
+    from edgetrack.runtime.models.onnx import load_model
     from edgetrack.training.magik.data import MOTION_CLASSES, NO_AUGMENT, motion_graph
 
     per_node = "node_prob" in load_model("magik_motion").output_names

@@ -11,12 +11,12 @@ Run:  python benchmarks/bench_motion.py [--experiments 20] [--seed 2024] [--hard
   challenge's benchmark (small contrasts between states, three states, fast switching, directed
   motion, slow subdiffusion, small compartments), ``--hard-fovs`` fields of view each.
 
-Scores (:mod:`edgetrack.runtime.motion_metrics`, the challenge's definitions): change-point RMSE
+Scores (:mod:`edgetrack.runtime.metrics.motion`, the challenge's definitions): change-point RMSE
 and JSC, alpha MAE, K MSLE and state F1 over all tracks of a row (segments paired as the
 challenge does); ensemble W1 distances of alpha and K per field of view, averaged.
 Baseline: alpha and K from a straight-line fit of log MSD against log lag over lags 1-5, state
 free, no change point; its ensemble is one state with the frame-weighted mean and variance.
-Throughput: tracks per second of :func:`edgetrack.runtime.analyze.analyze_tracks` (network,
+Throughput: tracks per second of :func:`edgetrack.runtime.motion.analyze.analyze_tracks` (network,
 post-processing and ensemble; model loading excluded) on this CPU.
 
 ``--cp-methods network,binseg,window,pelt,combined`` also compares the change-point methods on
@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgetrack.runtime.analyze import analyze_tracks
-from edgetrack.runtime.models import load_model
-from edgetrack.runtime.motion import MODEL_NAME, msd_fit
-from edgetrack.runtime.motion_metrics import SegmentLabels, ensemble_distances, single_trajectory_scores
-from edgetrack.runtime.motion_segments import SegmentConfig
+from edgetrack.runtime.motion.analyze import analyze_tracks
+from edgetrack.runtime.models.onnx import load_model
+from edgetrack.runtime.motion.network import MODEL_NAME, msd_fit
+from edgetrack.runtime.metrics.motion import SegmentLabels, ensemble_distances, single_trajectory_scores
+from edgetrack.runtime.motion.segments import SegmentConfig
 from edgetrack.training.andi import PHENOM_MODELS, challenge_dataset
 from edgetrack.training.andi.models import (Confinement, Dimerization, ImmobileTraps, MultiState, SingleState,
                                             Trajectories)

@@ -1,7 +1,7 @@
 """``edgetrack serve`` on loopback: end-to-end latency, the frame rate where drops start, memory over an hour.
 
-The server runs as its own process (``python -m edgetrack.runtime.cli serve --port 0``), the client
-(:class:`edgetrack.runtime.serve_client.TrackClient`) in this one. Frames are 512 x 512 uint16
+The server runs as its own process (``python -m edgetrack.runtime.cli.app serve --port 0``), the client
+(:class:`edgetrack.runtime.live.client.TrackClient`) in this one. Frames are 512 x 512 uint16
 simulated spot images (``--spots`` spots, SNR 8), made once and replayed in a loop (frame indices keep
 increasing; at each loop boundary the particles jump, which only ends tracks).
 
@@ -49,7 +49,7 @@ class ServerProcess:
     def __init__(self, queue_frames: int, window: int) -> None:
         self.folder = tempfile.TemporaryDirectory()
         port_file = Path(self.folder.name) / "port"
-        self.proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli", "serve", "--port", "0",
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli.app", "serve", "--port", "0",
                                       "--port-file", str(port_file), "--queue-frames", str(queue_frames),
                                       "--window", str(window), "--max-distance", "5", "--quiet"])
         deadline = time.monotonic() + 120
@@ -69,7 +69,7 @@ class ServerProcess:
 
 
 def make_frames(n: int, spots: int) -> np.ndarray:
-    from edgetrack.training.simulate import simulate_movie
+    from edgetrack.runtime.simulate.spots import simulate_movie
 
     movie, _ = simulate_movie(n_frames=n, shape=(512, 512), n_spots=spots, snr=8.0, seed=0)
     return movie
@@ -77,7 +77,7 @@ def make_frames(n: int, spots: int) -> np.ndarray:
 
 def paced_run(port: int, frames: np.ndarray, rate: float, n_send: int) -> dict:
     """Send ``n_send`` frames at ``rate`` per second; return latency statistics (ms) and drops."""
-    from edgetrack.runtime.serve_client import Dropped, RemoteUpdate, TrackClient
+    from edgetrack.runtime.live.client import Dropped, RemoteUpdate, TrackClient
 
     arrivals: dict[int, float] = {}
     dropped: set[int] = set()
@@ -151,7 +151,7 @@ def run_rates(args: argparse.Namespace) -> None:
 
 
 def run_soak(args: argparse.Namespace) -> None:
-    from edgetrack.runtime.serve_client import TrackClient
+    from edgetrack.runtime.live.client import TrackClient
 
     frames = make_frames(args.movie_frames, args.spots)
     server = ServerProcess(args.queue_frames, args.windows[0])

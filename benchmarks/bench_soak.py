@@ -44,7 +44,7 @@ def stream(n_frames: int, n_spots: int, size: float, step: float, seed: int):
 
 
 def run(n_frames: int, n_spots: int, every: int, linker: str, seed: int = 0) -> list[tuple[int, float, float]]:
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     tracker = Tracker(keep_results=False, linker=linker, max_distance=6.0)
     samples = []

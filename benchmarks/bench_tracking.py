@@ -10,7 +10,7 @@ sigma 1.5 px) and tracked by
   memory = max_gap - 1), with minmass set to half the median mass trackpy measures on the true spots
   of the first frame (a truth-informed setting, generous to trackpy).
 
-Both are scored with :func:`edgetrack.runtime.metrics.link_metrics` against the simulator's truth.
+Both are scored with :func:`edgetrack.runtime.metrics.links.link_metrics` against the simulator's truth.
 ``speedup`` compares the two on one core. With ``--two-cores`` both also get two: edgetrack's prefetch
 pipeline (``track_frames``: the next frames are detected in a worker thread while this one is linked,
 the path ``edgetrack track`` takes) against ``trackpy.batch(processes=2)`` plus ``trackpy.link``
@@ -34,7 +34,7 @@ import pandas as pd
 
 
 def run_edgetrack(movie: np.ndarray, **options) -> tuple[pd.DataFrame, float]:
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     warm = Tracker(**options)  # compile / load the Numba cache outside the timing
     warm.push(movie[0])
@@ -50,8 +50,8 @@ def run_edgetrack(movie: np.ndarray, **options) -> tuple[pd.DataFrame, float]:
 
 def run_edgetrack_pipeline(movie: np.ndarray, **options) -> tuple[pd.DataFrame, float]:
     """The path ``edgetrack track`` takes: detection of the next frames in a worker thread while linking."""
-    from edgetrack.runtime.pipeline import track_frames
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.pipeline import track_frames
+    from edgetrack.runtime.stream.tracker import Tracker
 
     list(track_frames(Tracker(**options), movie[:2]))  # warm-up outside the timing
     tracker = Tracker(**options)
@@ -68,7 +68,7 @@ def run_edgetrack_cli(movie: np.ndarray, tmp: Path, **options) -> tuple[pd.DataF
     path = tmp / "movie.tif"
     tifffile.imwrite(path, movie)
     out = tmp / "tracks.csv"
-    cmd = [sys.executable, "-m", "edgetrack.runtime.cli", "track", str(path), "--out", str(out), "--quiet",
+    cmd = [sys.executable, "-m", "edgetrack.runtime.cli.app", "track", str(path), "--out", str(out), "--quiet",
            "--max-distance", str(options["max_distance"]), "--max-gap", str(options["max_gap"]),
            "--linker", options["linker"]]
     t0 = time.perf_counter()
@@ -122,8 +122,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from edgetrack.runtime.metrics import link_metrics
-    from edgetrack.training.simulate import simulate_movie
+    from edgetrack.runtime.metrics.links import link_metrics
+    from edgetrack.runtime.simulate.spots import simulate_movie
 
     rows = []
     for n in args.spots:

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from edgetrack.runtime.micromanager import MicroManagerTracker
+from edgetrack.runtime.live.micromanager import MicroManagerTracker
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,7 +47,7 @@ def acquire_with_pycromanager(processor: MicroManagerTracker, args: argparse.Nam
 
 def acquire_simulated(processor: MicroManagerTracker, args: argparse.Namespace) -> None:
     """Call the processor from one thread with (image, metadata) pairs, as pycromanager does."""
-    from edgetrack.training.simulate import simulate_movie
+    from edgetrack.runtime.simulate.spots import simulate_movie
 
     movie, _ = simulate_movie(n_frames=args.frames, shape=(256, 256), n_spots=60, snr=8.0, seed=0)
 

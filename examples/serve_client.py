@@ -16,8 +16,8 @@ import argparse
 import sys
 import time
 
-from edgetrack.runtime.io import open_movie
-from edgetrack.runtime.serve_client import Dropped, RemoteError, RemoteUpdate, TrackClient
+from edgetrack.runtime.io.readers import open_movie
+from edgetrack.runtime.live.client import Dropped, RemoteError, RemoteUpdate, TrackClient
 
 
 def main(argv=None) -> int:

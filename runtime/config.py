@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, TypeVar
 
-from .errors import ConfigError
+import numpy as np
+
+from edgetrack.runtime.errors import ConfigError
 
 C = TypeVar("C", bound="StageConfig")
 
@@ -54,3 +56,13 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def is_int(value: Any) -> bool:
+    """True for a Python or NumPy integer (booleans excluded)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value: Any) -> bool:
+    """True for a Python or NumPy integer or float (booleans excluded; NaN and inf included)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))

@@ -24,7 +24,7 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def small_movie() -> tuple[np.ndarray, pd.DataFrame]:
     """30 frames of 128x128 px, ~40 spots, SNR 10: (movie uint16 (T,H,W), truth)."""
-    from edgetrack.training.simulate import simulate_movie
+    from edgetrack.runtime.simulate.spots import simulate_movie
 
     return simulate_movie(n_frames=30, shape=(128, 128), n_spots=40, snr=10.0, seed=3)
 

@@ -38,7 +38,7 @@ def _movie(tmp: Path, name: str, data: np.ndarray) -> str:
 
 
 def _spots(n_frames: int = 6, shape=(48, 48)) -> np.ndarray:
-    from edgetrack.training.simulate import simulate_movie
+    from edgetrack.runtime.simulate.spots import simulate_movie
 
     movie, _ = simulate_movie(n_frames=n_frames, shape=shape, n_spots=8, seed=11)
     return movie
@@ -225,7 +225,7 @@ def csv_single_point_tracks(tmp):
 # ----------------------------------------------------------------------------- API
 
 def api_frame_shape_changes(tmp):
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     def call():
         t = Tracker()
@@ -235,7 +235,7 @@ def api_frame_shape_changes(tmp):
 
 
 def api_frames_out_of_order(tmp):
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     def call():
         t = Tracker()
@@ -245,45 +245,48 @@ def api_frames_out_of_order(tmp):
 
 
 def api_string_frame(tmp):
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     return lambda: Tracker().push(np.array([["a", "b"], ["c", "d"]]))
 
 
 def api_empty_frame(tmp):
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     return lambda: Tracker().push(np.zeros((0, 0), np.float32))
 
 
 def api_unknown_option(tmp):
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     return lambda: Tracker(max_distanse=3)
 
 
 def api_scores_out_of_range(tmp):
-    from edgetrack.runtime.linking import get_linker
+    from edgetrack.runtime.link.problem import LinkProblem
+    from edgetrack.runtime.link.registry import get_linker
 
     def call():
         frame = np.array([0, 1], np.int64)
         e = np.array([0], np.int64)
-        get_linker("lap")(frame, e, e + 1, e + 1, np.array([1.5]), np.full(2, -2, np.int64), np.zeros(2, np.int64))
+        get_linker("lap")(LinkProblem.from_arrays(frame, e, e + 1, e + 1, np.array([1.5]), np.full(2, -2, np.int64),
+                                                  np.zeros(2, np.int64)))
     return call
 
 
 def api_edge_backwards(tmp):
-    from edgetrack.runtime.linking import get_linker
+    from edgetrack.runtime.link.problem import LinkProblem
+    from edgetrack.runtime.link.registry import get_linker
 
     def call():
         frame = np.array([0, 1], np.int64)
-        get_linker("greedy")(frame, np.array([1]), np.array([0]), np.array([1]), np.array([0.5]),
-                             np.full(2, -2, np.int64), np.zeros(2, np.int64))
+        get_linker("greedy")(LinkProblem.from_arrays(frame, np.array([1]), np.array([0]), np.array([1]),
+                                                     np.array([0.5]), np.full(2, -2, np.int64), np.zeros(2, np.int64)))
     return call
 
 
 def api_corrupt_checkpoint(tmp):
-    from edgetrack.runtime.checkpoint import load_checkpoint
+    from edgetrack.runtime.stream.checkpoint import load_checkpoint
 
     (tmp / "c.npz").write_bytes(b"PK\x03\x04 not really a zip")
     return lambda: load_checkpoint(tmp / "c.npz")
@@ -316,35 +319,35 @@ def _model_folder(tmp: Path, *, write_file: bool = True, corrupt: bool = False, 
 
 
 def model_missing(tmp):
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.models.onnx import load_model
 
     folder = _model_folder(tmp, write_file=False)
     return lambda: load_model("toy", folder=folder)
 
 
 def model_corrupt(tmp):
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.models.onnx import load_model
 
     folder = _model_folder(tmp, corrupt=True)
     return lambda: load_model("toy", folder=folder)
 
 
 def model_wrong_checksum(tmp):
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.models.onnx import load_model
 
     folder = _model_folder(tmp, bad_sha=True)
     return lambda: load_model("toy", folder=folder)
 
 
 def model_not_listed(tmp):
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.models.onnx import load_model
 
     folder = _model_folder(tmp)
     return lambda: load_model("magik_link", folder=folder)
 
 
 def model_wrong_inputs(tmp):
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.models.onnx import load_model
 
     folder = _model_folder(tmp)
     return lambda: load_model("toy", folder=folder, provider="cpu").run({"features": np.zeros(3, np.float32)})
@@ -352,12 +355,12 @@ def model_wrong_inputs(tmp):
 
 def model_wrong_kind_for_magik(tmp):
     """A model that exists and loads, but is not a link model, used as the MAGIK link scorer."""
-    from edgetrack.runtime.magik import MagikScorer
+    from edgetrack.runtime.associate.magik import MagikScorer
 
     def call():
         scorer = MagikScorer(model="andi_motion")
         edges_frame = np.array([0, 1], np.int64)
-        from edgetrack.runtime.graph import build_graph
+        from edgetrack.runtime.graph.candidates import build_graph
 
         y = np.array([1.0, 1.5])
         edges = build_graph(edges_frame, y, y, 5.0, 1)
@@ -425,7 +428,7 @@ def run_fault(fault: Fault, tmp: Path) -> tuple[str, str]:
     import contextlib
     import io
 
-    from edgetrack.runtime.cli import main
+    from edgetrack.runtime.cli.app import main
 
     target = fault.build(tmp)
     if callable(target):

@@ -6,18 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgetrack.runtime.analyze import (
+from edgetrack.runtime.motion.analyze import (
     MotionEstimator,
     analyze_tracks,
     andi_rows,
     split_tracks,
     write_analysis,
 )
-from edgetrack.runtime.cli import main
+from edgetrack.runtime.cli.app import main
 from edgetrack.runtime.errors import InputError, ModelError
-from edgetrack.runtime.models import load_model, model_names
-from edgetrack.runtime.motion import MODEL_NAME, msd_fit
-from edgetrack.runtime.motion_metrics import SegmentLabels, single_trajectory_scores
+from edgetrack.runtime.models.onnx import load_model, model_names
+from edgetrack.runtime.motion.network import MODEL_NAME, msd_fit
+from edgetrack.runtime.metrics.motion import SegmentLabels, single_trajectory_scores
 
 pytestmark = pytest.mark.skipif(MODEL_NAME not in model_names(), reason="the andi_motion model is not exported")
 
@@ -162,8 +162,8 @@ def test_motion_estimator_streams(model):
 
 
 def test_paired_fraction_finds_bound_pairs():
-    from edgetrack.runtime.analyze import paired_fraction
-    from edgetrack.runtime.motion_segments import TrackSegments
+    from edgetrack.runtime.motion.analyze import paired_fraction
+    from edgetrack.runtime.motion.segments import TrackSegments
 
     rng = np.random.default_rng(9)
     walk = np.cumsum(rng.normal(0, 1.0, (60, 2)), axis=0) + 50.0

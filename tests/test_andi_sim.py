@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.runtime.motion_metrics import SegmentLabels
+from edgetrack.runtime.metrics.motion import SegmentLabels
 from edgetrack.training.andi import challenge as C
 from edgetrack.training.andi import fbm as F
 from edgetrack.training.andi import models as M

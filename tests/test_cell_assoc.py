@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgetrack.runtime.cell_assoc import (CELL_FEATURE_COLUMNS, INPUT_FEATURES, TransformerScorer, associate,
+from edgetrack.runtime.associate.cell_transformer import (CELL_FEATURE_COLUMNS, INPUT_FEATURES, TransformerScorer, associate,
                                           edge_probabilities, score_pairs, window_inputs)
 from edgetrack.runtime.errors import ConfigError, InputError, ModelError
-from edgetrack.runtime.graph import build_graph
-from edgetrack.runtime.models import clear_cache, model_names
+from edgetrack.runtime.graph.candidates import build_graph
+from edgetrack.runtime.models.onnx import clear_cache, model_names
 
 COLUMNS = ("y", "x", *CELL_FEATURE_COLUMNS)
 
@@ -127,8 +127,8 @@ def test_score_pairs_averages_over_sliding_windows():
 
 
 def test_scorer_is_registered_and_loads_lazily(tmp_path):
-    from edgetrack.runtime.associate import make_scorer
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.associate.registry import make_scorer
+    from edgetrack.runtime.stream.tracker import Tracker
 
     scorer = make_scorer("transformer")
     assert isinstance(scorer, TransformerScorer) and scorer.needs_window
@@ -275,7 +275,7 @@ def test_loss_decreases_on_one_window():
 
 
 def test_tiny_training_run_exports_and_scores_in_the_tracker(tmp_path, monkeypatch):
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
     from edgetrack.training.cell_assoc.cli import train_and_export
 
     movies = [_labelled(seed=s) for s in range(3)]
@@ -299,9 +299,9 @@ def test_tiny_training_run_exports_and_scores_in_the_tracker(tmp_path, monkeypat
     assert len(src) == len(dst) == len(prob) > 0
     assert np.all(table["frame"].to_numpy()[dst] - table["frame"].to_numpy()[src] == 1)
     # the streaming tracker runs with it (divisions on)
-    from edgetrack.runtime import associate as assoc_module
+    from edgetrack.runtime.associate.registry import SCORERS
 
-    monkeypatch.setitem(assoc_module._SCORERS, "transformer", lambda **o: TransformerScorer(folder=str(tmp_path)))
+    monkeypatch.setitem(SCORERS, "transformer", lambda **o: TransformerScorer(folder=str(tmp_path)))
     tracker = Tracker(scorer="transformer", linker="greedy", max_children=2, max_distance=25.0, window=4)
     for t in range(8):
         tracker.push(table[table["frame"] == t].drop(columns=["track_id"]), frame=t)
@@ -344,7 +344,7 @@ def test_runtime_transformer_does_not_import_torch():
         """
         import sys
         import numpy as np
-        from edgetrack.runtime.cell_assoc import associate
+        from edgetrack.runtime.associate.cell_transformer import associate
         import pandas as pd
 
         rng = np.random.default_rng(0)

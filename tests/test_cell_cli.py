@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import tifffile
 
-from edgetrack.runtime.cell_io import read_ctc_result
-from edgetrack.runtime.cli import main
-from edgetrack.runtime.ctc_metrics import ctc_scores
+from edgetrack.runtime.io.masks import read_ctc_result
+from edgetrack.runtime.cli.app import main
+from edgetrack.runtime.metrics.ctc import ctc_scores
 from test_cell_tracking import dividing_scene
 
 

@@ -12,7 +12,7 @@ from skimage.measure import regionprops
 from skimage.morphology import convex_hull_image
 from skimage.segmentation import expand_labels
 
-from edgetrack.runtime.cell_features import CELL_FEATURES, frame_features, movie_features
+from edgetrack.runtime.cells.features import CELL_FEATURES, frame_features, movie_features
 from edgetrack.runtime.errors import InputError
 
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import tifffile
 
-from edgetrack.runtime.cell_io import (ctc_from_tracks, open_images, open_masks, read_ctc_lineage, read_ctc_result,
+from edgetrack.runtime.io.masks import (ctc_from_tracks, open_images, open_masks, read_ctc_lineage, read_ctc_result,
                                        write_ctc_result)
-from edgetrack.runtime.ctc_metrics import ctc_scores
+from edgetrack.runtime.metrics.ctc import ctc_scores
 from edgetrack.runtime.errors import FileReadError, InputError, OutputError
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import shared_data
-from edgetrack.runtime.ctc_metrics import ctc_scores, division_f1, lnk, tra
+from edgetrack.runtime.metrics.ctc import ctc_scores, division_f1, lnk, tra
 from edgetrack.runtime.errors import InputError
 
 # The reference: 4 frames, a division and a plain track (each object a 2x2 block of its own).
@@ -152,7 +152,7 @@ def test_inconsistent_inputs_are_named():
 
 @pytest.mark.parametrize("name", ["Fluo-N2DH-GOWT1", "Fluo-N2DH-SIM+"])
 def test_real_ground_truth_and_one_broken_link(name):
-    from edgetrack.runtime.cell_io import open_masks, read_ctc_lineage
+    from edgetrack.runtime.io.masks import open_masks, read_ctc_lineage
 
     folder = shared_data("ctc", name, "01_GT", "TRA")
     masks = np.stack(list(open_masks(folder)))

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from skimage.draw import disk
 
-from edgetrack.runtime.cell_io import ctc_from_tracks, ctc_result
-from edgetrack.runtime.cells import CELL_COLUMNS, CellTracker, default_max_distance, tracks_from_links, track_cells
-from edgetrack.runtime.ctc_metrics import ctc_scores
+from edgetrack.runtime.io.masks import ctc_from_tracks, ctc_result
+from edgetrack.runtime.cells.tracker import CELL_COLUMNS, CellTracker, default_max_distance, tracks_from_links, track_cells
+from edgetrack.runtime.metrics.ctc import ctc_scores
 from edgetrack.runtime.errors import ConfigError, InputError
 
 
@@ -163,7 +163,7 @@ def test_simulated_cells_track_well():
 def test_ctc_markers_meet_the_tra_target(name):
     # the ground-truth markers as the segmentation: only linking is judged (target TRA >= 0.99)
     from conftest import shared_data
-    from edgetrack.runtime.cell_io import open_masks, read_ctc_lineage
+    from edgetrack.runtime.io.masks import open_masks, read_ctc_lineage
 
     folder = shared_data("ctc", name, "01_GT", "TRA")
     masks = np.stack(list(open_masks(folder)))
@@ -192,7 +192,7 @@ class _RecordingWindowScorer:
 
 
 def test_window_scorers_get_the_cell_features_but_no_labels():
-    from edgetrack.runtime.associate import register_scorer
+    from edgetrack.runtime.associate.registry import register_scorer
 
     register_scorer("cell-test-window", _RecordingWindowScorer)
     masks, truth = dividing_scene()

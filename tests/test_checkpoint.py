@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from conftest import make_walks
-from edgetrack.runtime.checkpoint import load_checkpoint, save_checkpoint
+from edgetrack.runtime.stream.checkpoint import load_checkpoint, save_checkpoint
 from edgetrack.runtime.errors import FileReadError, InputError
-from edgetrack.runtime.stream import Tracker
+from edgetrack.runtime.stream.tracker import Tracker
 
 
 def _frames(seed: int = 4) -> list[pd.DataFrame]:

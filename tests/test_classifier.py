@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgetrack.runtime.classifier import (
+from edgetrack.runtime.motion.classifier import (
     ClassifierConfig,
     apply_classifier,
     export_classifier,
@@ -112,7 +112,7 @@ def _walks(n_tracks: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def test_train_classifier_command(tmp_path, capsys):
-    from edgetrack.runtime.cli import main
+    from edgetrack.runtime.cli.app import main
 
     tracks, labels = _walks(40, 1)
     tracks.to_csv(tmp_path / "tracks.csv", index=False)
@@ -125,7 +125,7 @@ def test_train_classifier_command(tmp_path, capsys):
     meta = read_classifier_metadata(tmp_path / "clf.onnx")
     assert meta["cross_validation"]["accuracy"] > 0.9
     assert not any(name.startswith("frac_") for name in meta["feature_names"])  # no modes asked for
-    from edgetrack.runtime.fingerprints import fingerprint_table
+    from edgetrack.runtime.motion.fingerprints import fingerprint_table
 
     out = apply_classifier(tmp_path / "clf.onnx", fingerprint_table(tracks))
     assert np.mean(out["label"].to_numpy() == labels["label"].to_numpy()) > 0.9

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from conftest import make_walks
-from edgetrack.runtime.cli import main
+from edgetrack.runtime.cli.app import main
 
 
 @pytest.fixture()
@@ -74,8 +74,11 @@ def test_link_bad_tables_exit_2(tmp_path, capsys):
 def test_unknown_linker_is_a_clear_error(tmp_path, capsys):
     truth = make_walks(n_tracks=2, n_frames=3)
     truth.to_csv(tmp_path / "d.csv", index=False)
-    assert main(["link", str(tmp_path / "d.csv"), "--out", str(tmp_path / "t.csv"), "--linker", "magic"]) == 2
-    assert "magic" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # the parser lists the linkers it knows
+        main(["link", str(tmp_path / "d.csv"), "--out", str(tmp_path / "t.csv"), "--linker", "magic"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "magic" in err and "greedy" in err
 
 
 def test_demo_prints_accuracy_and_speed(capsys):
@@ -98,7 +101,7 @@ def test_outputs_get_ordinary_permissions(tmp_path):
 def test_interrupt_wrapped_by_numba_exits_130(monkeypatch, capsys):
     """Ctrl-C inside a Numba call arrives as SystemError caused by KeyboardInterrupt."""
     from edgetrack.runtime import cli
-    from edgetrack.runtime.commands import simulate
+    from edgetrack.runtime.cli.commands import simulate
 
     def interrupted(args):
         try:
@@ -113,7 +116,7 @@ def test_interrupt_wrapped_by_numba_exits_130(monkeypatch, capsys):
 
 def test_other_errors_are_not_swallowed(monkeypatch):
     from edgetrack.runtime import cli
-    from edgetrack.runtime.commands import simulate
+    from edgetrack.runtime.cli.commands import simulate
 
     def broken(args):
         raise SystemError("a real bug")
@@ -127,7 +130,7 @@ def test_swallowed_ctrl_c_is_raised_again_at_the_next_check():
     import os
     import signal
 
-    from edgetrack.runtime import interrupt
+    from edgetrack.runtime.cli import interrupt
 
     with interrupt.handling_sigint():
         try:
@@ -149,7 +152,7 @@ def test_after_ctrl_c_llvmlite_destructor_reports_are_dropped(monkeypatch):
     import sys
     import types
 
-    from edgetrack.runtime import interrupt
+    from edgetrack.runtime.cli import interrupt
 
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)

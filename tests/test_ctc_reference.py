@@ -2,7 +2,7 @@
 
 Simulated cell movies (with segmentation errors, so every kind of AOGM error occurs) are tracked, the
 ground truth and the result are written as CTC folders, and TRA, LNK and division F1 (BC(0)) from
-:func:`edgetrack.runtime.ctc_metrics.ctc_scores` must equal ``ctc_metrics.evaluate_sequence``'s.
+:func:`edgetrack.runtime.metrics.ctc.ctc_scores` must equal ``ctc_metrics.evaluate_sequence``'s.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import tifffile
 
 ctc_reference = pytest.importorskip("ctc_metrics", reason="py-ctcmetrics (the test extra) is not installed")
 
-from edgetrack.runtime.cell_io import write_ctc_result, write_lineage  # noqa: E402
-from edgetrack.runtime.cells import track_cells  # noqa: E402
-from edgetrack.runtime.ctc_metrics import ctc_scores  # noqa: E402
+from edgetrack.runtime.io.masks import write_ctc_result, write_lineage  # noqa: E402
+from edgetrack.runtime.cells.tracker import track_cells  # noqa: E402
+from edgetrack.runtime.metrics.ctc import ctc_scores  # noqa: E402
 from edgetrack.training.cells import simulate_cells  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgetrack.runtime.deepspt import (
+from edgetrack.runtime.motion.deepspt import (
     LENGTH_MULTIPLE,
     MODES,
     PROB_COLUMNS,
@@ -18,7 +18,7 @@ from edgetrack.runtime.deepspt import (
     segment_tracks,
 )
 from edgetrack.runtime.errors import InputError, ModelError
-from edgetrack.runtime.models import manifest_entry, models_dir
+from edgetrack.runtime.models.onnx import manifest_entry, models_dir
 
 
 def _table(tracks: list[np.ndarray], ids=None) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def test_batch_plan_and_packing():
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_shipped_model_matches_its_pytorch_weights(ndim):
     torch = pytest.importorskip("torch")
-    from edgetrack.runtime.models import file_sha256, load_model
+    from edgetrack.runtime.models.onnx import file_sha256, load_model
     from edgetrack.training.deepspt.export import load_weights, _random_batches
 
     entry = manifest_entry(f"deepspt_{ndim}d")
@@ -251,7 +251,7 @@ def test_rolling_msd_baseline():
 
 def test_tiny_training_run_exports_with_parity(tmp_path):
     pytest.importorskip("torch")
-    from edgetrack.runtime.models import load_model
+    from edgetrack.runtime.models.onnx import load_model
     from edgetrack.training.deepspt.cli import train_and_export
 
     entry = train_and_export(2, 0, tmp_path, name="tiny", command="test", members=2, epochs=1, tracks_per_epoch=40,
@@ -276,9 +276,9 @@ def test_runtime_segmentation_and_fingerprints_do_not_import_torch(tmp_path):
         sys.modules["torch"] = None  # from here on, "import torch" raises ImportError
         import numpy as np
         import pandas as pd
-        from edgetrack.runtime.cli import main
-        from edgetrack.runtime.deepspt import segment_tracks
-        from edgetrack.runtime.fingerprints import fingerprint_table
+        from edgetrack.runtime.cli.app import main
+        from edgetrack.runtime.motion.deepspt import segment_tracks
+        from edgetrack.runtime.motion.fingerprints import fingerprint_table
 
         rng = np.random.default_rng(0)
         rows = []

@@ -1,4 +1,4 @@
-"""Tests of the spot detector (edgetrack.runtime.detect)."""
+"""Tests of the spot detector (edgetrack.runtime.detect.spots)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,9 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from edgetrack.runtime.detect import (
-    SPOT_FEATURES,
-    DetectConfig,
-    check_frame,
-    detect_movie,
-    detect_spots,
-    detect_spots_array,
-)
+from edgetrack.runtime.detect.spots import SPOT_FEATURES, check_frame, detect_movie, detect_spots, detect_spots_array
+
+from edgetrack.runtime.detect.config import DetectConfig
 from edgetrack.runtime.errors import ConfigError, InputError
 
 SIGMA = 1.5

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.runtime.metrics import division_metrics, link_metrics
-from edgetrack.training.simulate import SpotSimConfig, simulate_detections, simulate_movie, simulate_trajectories
+from edgetrack.runtime.metrics.links import division_metrics, link_metrics
+from edgetrack.runtime.simulate.spots import SpotSimConfig, simulate_detections, simulate_movie, simulate_trajectories
 
 
 # --------------------------------------------------------------------------- simulator

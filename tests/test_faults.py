@@ -14,7 +14,7 @@ def test_fault(fault, tmp_path):
     if fault.name.startswith("ONNX"):
         pytest.importorskip("onnx", reason="building the test models needs the onnx package (train extra)")
     if "MAGIK" in fault.name:
-        from edgetrack.runtime.models import model_names
+        from edgetrack.runtime.models.onnx import model_names
 
         if "andi_motion" not in model_names():
             pytest.skip("the andi_motion model is not exported in this checkout")
@@ -26,7 +26,7 @@ def test_fault(fault, tmp_path):
 def _movie_file(tmp_path, n_frames: int, shape=(64, 64), n_spots: int = 20) -> str:
     import numpy as np
 
-    from edgetrack.training.simulate import simulate_movie
+    from edgetrack.runtime.simulate.spots import simulate_movie
 
     movie, _ = simulate_movie(n_frames=n_frames, shape=shape, n_spots=n_spots, seed=5)
     path = tmp_path / "movie.npy"
@@ -46,7 +46,7 @@ def test_disk_full_leaves_no_output(tmp_path):
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-        from edgetrack.runtime.cli import main
+        from edgetrack.runtime.cli.app import main
         sys.exit(main(["track", r"{movie}", "--out", r"{out}", "--quiet"]))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -64,7 +64,7 @@ def test_ctrl_c_leaves_previous_output_intact(tmp_path):
     movie = _movie_file(tmp_path, 3000, shape=(96, 96), n_spots=40)
     out = tmp_path / "out.csv"
     out.write_text("previous complete result\n")
-    proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli", "track", movie, "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli.app", "track", movie, "--out", str(out),
                              "--quiet"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".out.csv.*.part")) and proc.poll() is None and time.monotonic() < deadline:

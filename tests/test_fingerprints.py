@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from edgetrack.runtime.errors import InputError
-from edgetrack.runtime.fingerprints import FEATURE_NAMES, FEATURE_UNITS, fingerprint_arrays, fingerprint_table
+from edgetrack.runtime.motion.fingerprints import FEATURE_NAMES, FEATURE_UNITS, fingerprint_arrays, fingerprint_table
 
 IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 

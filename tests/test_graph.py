@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.runtime.graph import (
+from edgetrack.runtime.graph.candidates import (
     CandidateEdges,
     GraphConfig,
     build_graph,

@@ -8,7 +8,8 @@ import pytest
 import tifffile
 
 from edgetrack.runtime.errors import FileReadError, InputError
-from edgetrack.runtime.io import check_table, open_movie, read_table, write_table
+from edgetrack.runtime.io.tables import check_table, read_table, write_table
+from edgetrack.runtime.io.readers import open_movie
 
 
 @pytest.fixture()

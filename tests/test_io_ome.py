@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import tifffile
 
-from edgetrack.runtime.cli import main
+from edgetrack.runtime.cli.app import main
 from edgetrack.runtime.errors import FileReadError, InputError
-from edgetrack.runtime.io import open_movie
-from edgetrack.runtime.io_ome import PhysicalUnits, movie_units, open_ome_tiff, open_ome_zarr, tiff_units
+from edgetrack.runtime.io.readers import open_movie
+from edgetrack.runtime.io.ome import PhysicalUnits, movie_units, open_ome_tiff, open_ome_zarr, tiff_units
 
 DATA = np.arange(5 * 2 * 3 * 16 * 20, dtype=np.uint16).reshape(5, 2, 3, 16, 20)  # T, C, Z, Y, X
 AXES_04 = [{"name": "t", "type": "time", "unit": "millisecond"}, {"name": "c", "type": "channel"},

@@ -11,12 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
-from edgetrack.runtime.associate import DistanceScorer, EdgeScorer, make_scorer, scorer_names
+from edgetrack.runtime.associate.distance import DistanceScorer
+
+from edgetrack.runtime.associate.registry import EdgeScorer, make_scorer, scorer_names
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.runtime.graph import CandidateEdges, build_graph
-from edgetrack.runtime.linking import LINKERS, get_linker, validate_link_inputs
-from edgetrack.runtime.link_greedy import link_greedy
-from edgetrack.runtime.link_lap import link_lap
+from edgetrack.runtime.graph.candidates import CandidateEdges, build_graph
+from edgetrack.runtime.link.registry import LINKERS, get_linker
+from edgetrack.runtime.link.problem import validate_link_inputs
+from edgetrack.runtime.link.greedy import link_greedy
+from edgetrack.runtime.link.lap import link_lap
 
 I = np.int64
 
@@ -365,7 +368,7 @@ def test_brownian_tracks_recovered():
 
 def test_registry():
     assert set(LINKERS) >= {"greedy", "lap"}
-    assert get_linker("lap") is link_lap
+    assert get_linker("lap").function is link_lap
     with pytest.raises(ConfigError, match=r"known linkers are .*greedy.*lap"):
         get_linker("hungarian")
 

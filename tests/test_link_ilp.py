@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.runtime.graph import build_graph
-from edgetrack.runtime.link_flow import link_flow
-from edgetrack.runtime.link_greedy import link_greedy
-from edgetrack.runtime.link_ilp import link_ilp
-from edgetrack.runtime.link_lap import link_lap
-from edgetrack.runtime.link_model import IlpConfig, IlpTimeoutWarning, LinkInfo, link_cost
-from edgetrack.runtime.linking import LINKERS, get_linker
+from edgetrack.runtime.graph.candidates import build_graph
+from edgetrack.runtime.link.flow import link_flow
+from edgetrack.runtime.link.greedy import link_greedy
+from edgetrack.runtime.link.ilp import link_ilp
+from edgetrack.runtime.link.lap import link_lap
+from edgetrack.runtime.link.costs import IlpConfig, IlpTimeoutWarning, LinkInfo, link_cost
+from edgetrack.runtime.link.registry import LINKERS, get_linker
 
 I = np.int64
 CPSAT = IlpConfig(flow_without_divisions=False, time_limit=30.0)
@@ -331,31 +331,30 @@ def test_deterministic_and_order_free():
 
 
 def test_registry():
-    assert get_linker("ilp") is link_ilp and get_linker("flow") is link_flow
+    assert get_linker("ilp").function is link_ilp and get_linker("flow").function is link_flow
     assert {"greedy", "lap", "flow", "ilp"} <= set(LINKERS)
 
 
 @pytest.fixture(scope="module")
 def dividing():
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     return simulate_detections(n_frames=25, shape=(128, 128), n_spots=60, division_rate=0.02, miss_rate=0.05,
                                seed=7)
 
 
 def test_tracker_with_ilp_and_divisions(dividing, monkeypatch):
-    from edgetrack.runtime.metrics import link_metrics
-    from edgetrack.runtime.stream import link_detections
+    from edgetrack.runtime.metrics.links import link_metrics
+    from edgetrack.runtime.stream.pipeline import link_detections
 
     det, truth = dividing
     # a generous time limit: the test machine may be slow, and a time-out would change the answer
-    monkeypatch.setitem(LINKERS, "ilp_slow", lambda *a, **k: link_ilp(*a, config=CPSAT, **k))
     scores = {}
-    for linker in ("greedy", "ilp_slow"):
-        tracks = link_detections(det, linker=linker, max_children=2, gap_penalty=0.05)
+    for linker, options in (("greedy", None), ("ilp", CPSAT.to_dict())):
+        tracks = link_detections(det, linker=linker, max_children=2, gap_penalty=0.05, linker_options=options)
         assert "parent_track_id" in tracks.columns
         scores[linker] = link_metrics(truth, tracks)
-    ilp = scores["ilp_slow"]
+    ilp = scores["ilp"]
     assert ilp["n_truth_divisions"] >= 10
     assert ilp["division_f1"] > scores["greedy"]["division_f1"] + 0.1
     assert ilp["f1"] > scores["greedy"]["f1"]
@@ -364,8 +363,8 @@ def test_tracker_with_ilp_and_divisions(dividing, monkeypatch):
 
 
 def test_offline_optimum_and_streaming_cost(dividing):
-    from edgetrack.runtime.offline import link_offline, offline_graph, tracks_from_parents
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.offline import link_offline, offline_graph, tracks_from_parents
+    from edgetrack.runtime.stream.tracker import Tracker
 
     det, _ = dividing
     graph = offline_graph(det, max_distance=6.0, max_gap=2)
@@ -391,7 +390,7 @@ def test_offline_optimum_and_streaming_cost(dividing):
 
 
 def test_tracks_from_parents_divisions():
-    from edgetrack.runtime.offline import tracks_from_parents
+    from edgetrack.runtime.stream.offline import tracks_from_parents
 
     # 0 -> 1 -> {2, 3} (a division), 3 -> 4; 5 alone
     nf = arr(0, 1, 2, 2, 3, 3)

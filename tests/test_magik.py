@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from edgetrack.runtime.errors import ConfigError, InputError, ModelError
-from edgetrack.runtime.graph import build_graph
-from edgetrack.runtime.link_magik_post import link_magik_post
-from edgetrack.runtime.magik import MagikScorer, chunk_order, graph_inputs
-from edgetrack.runtime.models import clear_cache, load_model, manifest_entry, model_names
+from edgetrack.runtime.graph.candidates import build_graph
+from edgetrack.runtime.link.magik_post import link_magik_post
+from edgetrack.runtime.associate.magik import MagikScorer, chunk_order, graph_inputs
+from edgetrack.runtime.models.onnx import clear_cache, load_model, manifest_entry, model_names
 
 
 def _has_model(name: str) -> bool:
@@ -99,9 +99,9 @@ def test_post_highest_score_within_a_gap_and_divisions():
 
 
 def test_post_respects_locked_parents_and_is_registered():
-    from edgetrack.runtime.linking import get_linker
+    from edgetrack.runtime.link.registry import get_linker
 
-    assert get_linker("magik_post") is link_magik_post
+    assert get_linker("magik_post").function is link_magik_post
     parent = _post([0, 1], [0], [1], [0.9], locked=[-1, -1])
     assert parent.tolist() == [-1, -1]
     with pytest.raises(InputError):
@@ -111,7 +111,7 @@ def test_post_respects_locked_parents_and_is_registered():
 # ---------------------------------------------------------------- model files
 @needs_link_model
 def test_load_model_checks_sha256(tmp_path):
-    from edgetrack.runtime.models import models_dir
+    from edgetrack.runtime.models.onnx import models_dir
 
     for name in ("magik_link.onnx", "manifest.json"):
         shutil.copy(models_dir() / name, tmp_path / name)
@@ -144,7 +144,7 @@ def test_default_provider_really_works():
 
 # ---------------------------------------------------------------- scorer inside the Tracker
 def _detections(seed=0, n_frames=12):
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     return simulate_detections(shape=(48, 48), n_spots=25, D_range=(0.3, 0.3), n_frames=n_frames, seed=seed)
 
@@ -152,8 +152,8 @@ def _detections(seed=0, n_frames=12):
 @needs_link_model
 @pytest.mark.parametrize("linker", ["lap", "greedy", "magik_post"])
 def test_tracker_with_magik_scorer(linker):
-    from edgetrack.runtime.metrics import link_metrics
-    from edgetrack.runtime.stream import link_detections
+    from edgetrack.runtime.metrics.links import link_metrics
+    from edgetrack.runtime.stream.pipeline import link_detections
 
     det, truth = _detections()
     tracks = link_detections(det, max_distance=3.0, scorer="magik", linker=linker)
@@ -179,7 +179,7 @@ def test_scorer_scores_are_probabilities_and_match_all_pairs_closely():
 
 def test_stream_imports_and_magik_loads_lazily(tmp_path):
     """No model file is needed to import the runtime or create the scorer; a missing model fails on first use."""
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     tracker = Tracker(scorer="magik", max_distance=3.0)  # nothing is loaded yet
     scorer = MagikScorer(folder=str(tmp_path))
@@ -197,8 +197,8 @@ def test_runtime_magik_does_not_import_torch():
     script = textwrap.dedent(
         """
         import sys
-        from edgetrack.runtime.stream import link_detections
-        from edgetrack.training.simulate import simulate_detections
+        from edgetrack.runtime.stream.pipeline import link_detections
+        from edgetrack.runtime.simulate.spots import simulate_detections
 
         det, truth = simulate_detections(shape=(32, 32), n_spots=10, D_range=(0.2, 0.2), n_frames=6, seed=1)
         tracks = link_detections(det, max_distance=3.0, scorer="magik", linker="magik_post")
@@ -218,8 +218,8 @@ needs_diffusion_model = pytest.mark.skipif(not _has_model("magik_diffusion"), re
 
 @needs_diffusion_model
 def test_predict_nodes_tells_slow_from_fast_particles():
-    from edgetrack.runtime.magik import predict_nodes
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.associate.magik import predict_nodes
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     means = []
     for d in (0.02, 0.5):
@@ -233,8 +233,8 @@ def test_predict_nodes_tells_slow_from_fast_particles():
 
 @needs_diffusion_model
 def test_magik_predict_command(tmp_path):
-    from edgetrack.runtime.cli import main
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.cli.app import main
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     det, _ = simulate_detections(shape=(32, 32), n_spots=20, D_range=(0.1, 0.1), n_frames=20, seed=5)
     det.to_csv(tmp_path / "det.csv", index=False)
@@ -249,8 +249,8 @@ def test_magik_predict_command(tmp_path):
 
 @pytest.mark.skipif(not _has_model("magik_motion"), reason="magik_motion is not exported")
 def test_predict_global_gives_fractions_per_block():
-    from edgetrack.runtime.magik import predict_global, predict_nodes
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.associate.magik import predict_global, predict_nodes
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     det, _ = simulate_detections(shape=(32, 32), n_spots=30, D_range=(0.1, 0.1), n_frames=60, seed=6)
     out = predict_global(det)
@@ -277,8 +277,8 @@ def _motion_has_node_prob() -> bool:
 
 @pytest.mark.skipif(not _motion_has_node_prob(), reason="magik_motion has no per-detection output")
 def test_magik_predict_motion_per_detection(tmp_path):
-    from edgetrack.runtime.cli import main
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.cli.app import main
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     det, _ = simulate_detections(shape=(32, 32), n_spots=20, D_range=(0.1, 0.1), n_frames=30, seed=7)
     det.to_csv(tmp_path / "det.csv", index=False)
@@ -412,9 +412,9 @@ def test_motion_loss_decreases_when_nodes_are_right():
 
 
 def test_tiny_motion_training_exports_node_and_global_outputs(tmp_path):
-    from edgetrack.runtime.magik import predict_global, predict_nodes
+    from edgetrack.runtime.associate.magik import predict_global, predict_nodes
     from edgetrack.training.magik.cli import train_and_export
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     entry = train_and_export("motion", 0, tmp_path, steps=2, eval_graphs=2, command="test", parity_sizes=(3, 120))
     assert [o["name"] for o in entry["outputs"]] == ["global_pred", "node_prob"]

@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from edgetrack.runtime.errors import InputError
-from edgetrack.runtime.metrics import link_metrics, localization_metrics, match_points
+from edgetrack.runtime.metrics.links import link_metrics, localization_metrics, match_points
 
 
 def pts(rows) -> pd.DataFrame:
@@ -93,7 +93,7 @@ def test_gap_links():
 
 
 def test_self_match_is_perfect_and_fast():
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     _, truth = simulate_detections(n_frames=100, shape=(512, 512), n_spots=2000, seed=4)
     assert len(truth) > 150_000
@@ -108,7 +108,7 @@ def test_self_match_is_perfect_and_fast():
 
 
 def test_row_order_and_labels_do_not_matter():
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     det, truth = simulate_detections(n_frames=15, shape=(96, 96), n_spots=60, seed=8, miss_rate=0.1, localization_error=0.4)
     pred = truth.copy()

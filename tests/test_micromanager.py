@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgetrack.runtime.micromanager import MicroManagerTracker
-from edgetrack.runtime.stream import Tracker
+from edgetrack.runtime.live.micromanager import MicroManagerTracker
+from edgetrack.runtime.stream.tracker import Tracker
 
 
 class FakeAcquisition:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from edgetrack.runtime import models
+from edgetrack.runtime.models import onnx as models
 from edgetrack.runtime.errors import InputError
 
 
 def test_automatic_choice_skips_gpus_without_a_driver(monkeypatch):
-    monkeypatch.setattr(models, "_nvidia_driver_present", lambda: False)
+    monkeypatch.setattr(models, "nvidia_driver_present", lambda: False)
     assert models._provider_list(None) == ["CPUExecutionProvider"]
-    monkeypatch.setattr(models, "_nvidia_driver_present", lambda: True)
+    monkeypatch.setattr(models, "nvidia_driver_present", lambda: True)
     assert models._provider_list(None) == list(models.PROVIDER_ORDER)
     assert models._provider_list(None)[-1] == "CPUExecutionProvider"
 

@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import wasserstein_distance
 
 from edgetrack.runtime.errors import InputError
-from edgetrack.runtime.motion_metrics import (
+from edgetrack.runtime.metrics.motion import (
     SegmentLabels,
     alpha_mae,
     change_point_scores,

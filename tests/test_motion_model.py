@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="the training side needs torch")
 pytest.importorskip("onnx", reason="ONNX export needs the onnx package")
 
-from edgetrack.runtime.models import load_model  # noqa: E402
-from edgetrack.runtime.motion import MODEL_NAME, predict_frames  # noqa: E402
+from edgetrack.runtime.models.onnx import load_model  # noqa: E402
+from edgetrack.runtime.motion.network import MODEL_NAME, predict_frames  # noqa: E402
 from edgetrack.training.andi_model.cli import export_and_register, load_checkpoint, save_checkpoint  # noqa: E402
 from edgetrack.training.andi_model.data import make_batch, simulate_tracks  # noqa: E402
 from edgetrack.training.andi_model.export import random_tracks  # noqa: E402

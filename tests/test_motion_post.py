@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.runtime.motion import INPUT_CHANNELS, FramePredictions, motion_features, msd_fit, pad_tracks
-from edgetrack.runtime.motion_ensemble import (
+from edgetrack.runtime.motion.network import INPUT_CHANNELS, FramePredictions, motion_features, msd_fit, pad_tracks
+from edgetrack.runtime.motion.ensemble import (
     confined_votes,
     ensemble_summary,
     fit_gmm,
@@ -16,7 +16,7 @@ from edgetrack.runtime.motion_ensemble import (
     segment_errors,
     select_gmm,
 )
-from edgetrack.runtime.motion_segments import (
+from edgetrack.runtime.motion.segments import (
     BUMP_MASS,
     SegmentConfig,
     network_change_points,

@@ -21,8 +21,8 @@ def test_runtime_tracks_a_movie_without_torch(tmp_path):
         sys.meta_path.insert(0, BlockTorch())
         import numpy as np
         import tifffile
-        from edgetrack.runtime.cli import main
-        from edgetrack.training.simulate import simulate_movie
+        from edgetrack.runtime.cli.app import main
+        from edgetrack.runtime.simulate.spots import simulate_movie
 
         movie, truth = simulate_movie(n_frames=8, shape=(64, 64), n_spots=10, seed=1)
         tifffile.imwrite(r"{tmp_path / 'm.tif'}", movie)

@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 import tifffile
 
-from edgetrack.runtime.cli import main
-from edgetrack.runtime.napari_tracks import to_napari, write_napari
+from edgetrack.runtime.cli.app import main
+from edgetrack.runtime.io.napari import to_napari, write_napari
 
 pytest.importorskip("matplotlib", reason="plotting needs the 'plot' extra (matplotlib)")
 from PIL import Image  # noqa: E402  (Pillow comes with scikit-image)
 
-from edgetrack.runtime import plot  # noqa: E402
+from edgetrack.runtime.plot import tracks as plot  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, small_movie):
-    from edgetrack.runtime.stream import track_movie
+    from edgetrack.runtime.stream.pipeline import track_movie
 
     movie, _ = small_movie
     folder = tmp_path_factory.mktemp("plot")
@@ -147,7 +147,7 @@ def _save(tracks, folder):
 
 
 def test_cli_import_stays_light():
-    code = ("import sys, edgetrack.runtime.plot, edgetrack.runtime.napari_tracks, edgetrack.runtime.cli as c; "
+    code = ("import sys, edgetrack.runtime.plot.tracks, edgetrack.runtime.io.napari, edgetrack.runtime.cli.app as c; "
             "c.build_parser(); print('matplotlib' in sys.modules, 'zarr' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False"], result.stderr

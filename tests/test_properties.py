@@ -7,9 +7,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgetrack.runtime.graph import build_graph
-from edgetrack.runtime.metrics import link_metrics
-from edgetrack.runtime.stream import link_detections
+from edgetrack.runtime.graph.candidates import build_graph
+from edgetrack.runtime.metrics.links import link_metrics
+from edgetrack.runtime.stream.pipeline import link_detections
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from edgetrack.runtime.errors import ConfigError
-from edgetrack.runtime.serve import ServeConfig, TrackServer
-from edgetrack.runtime.serve_client import Dropped, RemoteError, RemoteUpdate, TrackClient
-from edgetrack.runtime.serve_protocol import PREFIX, Msg, encode, read_message
-from edgetrack.runtime.stream import Tracker
+from edgetrack.runtime.live.serve import ServeConfig, TrackServer
+from edgetrack.runtime.live.client import Dropped, RemoteError, RemoteUpdate, TrackClient
+from edgetrack.runtime.live.protocol import PREFIX, Msg, encode, read_message
+from edgetrack.runtime.stream.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 POINT_COLUMNS = ["frame", "y", "x", "track_id", "mass", "size", "signal", "eccentricity"]
@@ -253,7 +253,7 @@ def test_config_errors_busy_and_shutdown_message(small_movie):
 def test_cli_server_process_with_sigterm(tmp_path, small_movie):
     movie, _ = small_movie
     port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli", "serve", "--port", "0", "--port-file",
+    proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli.app", "serve", "--port", "0", "--port-file",
                              str(port_file), "--out-dir", str(tmp_path), "--max-distance", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -12,7 +12,7 @@ import pytest
 from scipy.special import erf
 
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.training.simulate import (
+from edgetrack.runtime.simulate.spots import (
     SpotSimConfig,
     peak_amplitude,
     render_movie,
@@ -296,7 +296,7 @@ def test_config_accepts_lists_and_inf_lifetime():
 
 
 def _run_command(argv: list[str]) -> int:
-    from edgetrack.runtime.commands import simulate as command
+    from edgetrack.runtime.cli.commands import simulate as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
@@ -322,14 +322,14 @@ def test_simulate_command_writes_movie_and_truth(tmp_path, capsys):
 
 
 _CLI_READY = all(
-    importlib.util.find_spec(f"edgetrack.runtime.commands.{name}") is not None
-    for name in __import__("edgetrack.runtime.cli", fromlist=["COMMANDS"]).COMMANDS.values()
+    importlib.util.find_spec(f"edgetrack.runtime.cli.commands.{name}") is not None
+    for name in __import__("edgetrack.runtime.cli.app", fromlist=["COMMANDS"]).COMMANDS.values()
 )
 
 
 @pytest.mark.skipif(not _CLI_READY, reason="other sub-command modules of the CLI are not written yet")
 def test_cli_main_simulate(tmp_path, capsys):
-    from edgetrack.runtime.cli import main
+    from edgetrack.runtime.cli.app import main
 
     rc = main(["simulate", "--out", str(tmp_path), "--frames", "3", "--size", "20", "--spots", "4", "--lifetime", "inf"])
     assert rc == 0

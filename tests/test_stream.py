@@ -8,7 +8,9 @@ import pytest
 
 from conftest import make_walks
 from edgetrack.runtime.errors import ConfigError, InputError
-from edgetrack.runtime.stream import Tracker, TrackerConfig, link_detections, track_movie
+from edgetrack.runtime.stream.tracker import Tracker
+from edgetrack.runtime.stream.config import TrackerConfig
+from edgetrack.runtime.stream.pipeline import link_detections, track_movie
 
 
 def _links(tracks: pd.DataFrame) -> set[tuple]:
@@ -118,7 +120,7 @@ def test_skipped_frames_are_empty_and_frames_must_increase():
 
 def test_track_movie_on_simulated_frames(small_movie):
     movie, truth = small_movie
-    from edgetrack.runtime.metrics import link_metrics
+    from edgetrack.runtime.metrics.links import link_metrics
 
     tracks = track_movie(movie)
     m = link_metrics(truth, tracks, max_distance=2.0)
@@ -153,7 +155,7 @@ def test_config_rejects_unknown_and_out_of_range_options():
 
 
 def test_window_scorer_sees_the_window_and_drives_the_links():
-    from edgetrack.runtime.associate import register_scorer
+    from edgetrack.runtime.associate.registry import register_scorer
 
     calls = []
 
@@ -213,17 +215,17 @@ def test_pathological_crowd_degrades_to_greedy_instead_of_stalling():
 
 
 def test_candidate_cap_keeps_the_best_parents():
-    from edgetrack.runtime.graph import build_graph
-    from edgetrack.runtime.stream import _cap_candidates
+    from edgetrack.runtime.graph.candidates import build_graph
+    from edgetrack.runtime.stream.window import cap_candidates
 
     frame = np.array([0] * 6 + [1], np.int64)
     y = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0.0])
     x = np.zeros(7)
     edges = build_graph(frame, y, x, 5.0, 1)
     score = np.exp(-edges.dist)
-    capped, s = _cap_candidates(edges, score, first_new=6, n_new=1, k=3)
+    capped, s = cap_candidates(edges, score, first_new=6, n_new=1, k=3)
     assert sorted(capped.src.tolist()) == [0, 1, 2] and np.allclose(s, np.exp(-capped.dist))
-    same, _ = _cap_candidates(edges, score, first_new=6, n_new=1, k=10)
+    same, _ = cap_candidates(edges, score, first_new=6, n_new=1, k=10)
     assert len(same.src) == 6
 
 
@@ -232,7 +234,7 @@ def test_component_size_kernel_matches_scipy(seed):
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from edgetrack.runtime.stream import _largest_frame_component
+    from edgetrack.runtime.stream.window import largest_frame_component
 
     rng = np.random.default_rng(seed)
     n = 60
@@ -248,14 +250,14 @@ def test_component_size_kernel_matches_scipy(seed):
     _, labels = connected_components(g, directed=False)
     used = np.unique(np.concatenate([a, dst[open_e]]))
     expected = int(np.bincount(labels[used]).max()) if len(used) else 0
-    assert _largest_frame_component(node_frame, src, dst, locked) == expected
+    assert largest_frame_component(node_frame, src, dst, locked) == expected
 
 
 def test_flow_and_ilp_through_the_tracker_with_options():
-    from edgetrack.training.simulate import simulate_detections
+    from edgetrack.runtime.simulate.spots import simulate_detections
 
     dets, truth = simulate_detections(n_frames=20, shape=(128, 128), n_spots=40, seed=3, division_rate=0.02)
-    from edgetrack.runtime.metrics import link_metrics
+    from edgetrack.runtime.metrics.links import link_metrics
 
     for linker in ("flow", "ilp"):
         tracker = Tracker(linker=linker, max_children=2, linker_options={"time_limit": 2.0, "division_cost": 1.0})
@@ -272,7 +274,7 @@ def test_flow_and_ilp_through_the_tracker_with_options():
 
 
 def test_cli_exposes_all_linkers_and_divisions(tmp_path):
-    from edgetrack.runtime.cli import main
+    from edgetrack.runtime.cli.app import main
 
     truth = make_walks(n_tracks=6, n_frames=8)
     truth[["frame", "y", "x"]].to_csv(tmp_path / "d.csv", index=False)

@@ -8,7 +8,7 @@
 * :mod:`.theory`: FBM, SBM, CTRW, ATTM and Levy walks with their anomalous exponent.
 
 Units: px, frames, K in px^2/frame^alpha with per-coordinate MSD ``2 K t^alpha``.
-Scores are in :mod:`edgetrack.runtime.motion_metrics`.
+Scores are in :mod:`edgetrack.runtime.metrics.motion`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgetrack.runtime.errors import InputError
 
-from . import _kernels
+from . import kernels as andi_kernels
 from .models import (
     CONFINED,
     IMMOBILE,
@@ -101,7 +101,7 @@ def label_filter(labels: np.ndarray, window: int = 5, min_seg: int = 3) -> np.nd
         raise InputError(f"label_filter needs a 1-D array, got shape {v.shape}")
     if window < 1 or window % 2 == 0:
         raise InputError(f"window must be odd and >= 1, got {window}")
-    return _kernels.label_filter_segments(v, np.array([0, v.size], dtype=np.int64), window, min_seg)
+    return andi_kernels.label_filter_segments(v, np.array([0, v.size], dtype=np.int64), window, min_seg)
 
 
 def _runs_inside(inside: np.ndarray, min_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -153,7 +153,7 @@ def crop_to_fov(
     def take(a: np.ndarray, fill: float, dtype: type) -> np.ndarray:
         flat = a[src, frames].astype(np.float64)
         if filter_labels and flat.size:
-            flat = _kernels.label_filter_segments(np.ascontiguousarray(flat), offs, 5, 3)
+            flat = andi_kernels.label_filter_segments(np.ascontiguousarray(flat), offs, 5, 3)
         out = np.full((n_new, t), fill, dtype=dtype)
         out[seg, frames] = flat
         return out

@@ -32,7 +32,7 @@ import pandas as pd
 from edgetrack.runtime.config import StageConfig, require
 from edgetrack.runtime.errors import ConfigError, InputError
 
-from . import _kernels
+from . import kernels as andi_kernels
 from .fbm import fgn, fgn_segments
 
 __all__ = [
@@ -514,7 +514,7 @@ def _single_state(cfgs, group, n_frames, rng) -> Trajectories:
     alpha, K = alpha[:, 0], K[:, 0]
     L = np.array([np.nan if c.L is None else c.L for c in cfgs])[group]
     steps = fgn(alpha, n_frames - 1, rng) * np.sqrt(2.0 * K)[:, None, None]
-    pos = _kernels.integrate_reflecting(_start_positions(L, rng), steps, _box(L))
+    pos = andi_kernels.integrate_reflecting(_start_positions(L, rng), steps, _box(L))
     t = n_frames
     return _result(
         "single_state", pos, np.repeat(alpha[:, None], t, 1), np.repeat(K[:, None], t, 1),
@@ -558,7 +558,7 @@ def _multi_state(cfgs, group, n_frames, rng) -> Trajectories:
     noise = fgn_segments(alpha_t[seg_r, seg_t], ends - seg_t, rng).reshape(n, t1, 2)
     steps = noise * np.sqrt(2.0 * K_t[:, :t1])[:, :, None]
     L = np.array([np.nan if c.L is None else c.L for c in cfgs])[group]
-    pos = _kernels.integrate_reflecting(_start_positions(L, rng), steps, _box(L))
+    pos = andi_kernels.integrate_reflecting(_start_positions(L, rng), steps, _box(L))
     return _result("multi_state", pos, alpha_t, K_t, _free_label(alpha_t), states, group)
 
 
@@ -612,7 +612,7 @@ def _immobile_traps(cfgs, group, n_frames, rng, traps=None) -> Trajectories:
         cand = np.flatnonzero(~prev & (u_bind < Pb))
         now = prev & ~leaves
         if cand.size:
-            near = _kernels.near_any_point(
+            near = andi_kernels.near_any_point(
                 np.ascontiguousarray(pos[cand, t - 1]), group[cand], rp[cand], cell_start, trap_xy,
                 cell, ncell,
             )
@@ -624,7 +624,7 @@ def _immobile_traps(cfgs, group, n_frames, rng, traps=None) -> Trajectories:
             steps[released, t:] = fresh * np.sqrt(2.0 * K[released])[:, None, None]
         move = np.where(now[:, None], 0.0, steps[:, t])
         nxt = pos[:, t - 1] + move
-        _kernels.fold_into_box(nxt, Lp)
+        andi_kernels.fold_into_box(nxt, Lp)
         pos[:, t] = nxt
     free = ~bound
     alpha_t = np.where(free, alpha[:, None], 0.0)
@@ -655,7 +655,7 @@ def _dimerization(cfgs, group, n_frames, rng) -> Trajectories:
     alpha_t[:, 0], K_t[:, 0] = cur_a, cur_k
     partner = -np.ones(n, dtype=np.int64)
     for t in range(1, n_frames):
-        new, split = _kernels.dimer_step(
+        new, split = andi_kernels.dimer_step(
             np.ascontiguousarray(pos[:, t - 1]), partner, starts, radius, Pu, Pb, rng
         )
         lo = np.flatnonzero((new > np.arange(n)) & (partner < 0))  # newly formed pairs
@@ -684,7 +684,7 @@ def _dimerization(cfgs, group, n_frames, rng) -> Trajectories:
             steps[hi, t:] = fresh[freed.size:]
         partner = new
         nxt = pos[:, t - 1] + steps[:, t]
-        _kernels.fold_into_box(nxt, Lp)
+        andi_kernels.fold_into_box(nxt, Lp)
         pos[:, t] = nxt
         alpha_t[:, t], K_t[:, t] = cur_a, cur_k
         bound[:, t] = new >= 0
@@ -736,7 +736,7 @@ def _confinement(cfgs, group, n_frames, rng, compartments=None) -> Trajectories:
     pos = np.empty((n, n_frames, 2))
     pos[:, 0] = _uniform_in_box(Lp, rng)
     # initial state: inside a compartment or not (a zero step does not move anyone)
-    _, s0, c0 = _kernels.confinement_step(
+    _, s0, c0 = andi_kernels.confinement_step(
         np.ascontiguousarray(pos[:, 0]), np.zeros((n, 2)), np.zeros(n, np.int8), -np.ones(n, np.int64),
         centers, counts, group, rp, trans, np.ones(n), Lp,
     )
@@ -747,7 +747,7 @@ def _confinement(cfgs, group, n_frames, rng, compartments=None) -> Trajectories:
     steps = fgn(alpha_s[rows, s0], n_frames - 1, rng) * np.sqrt(2.0 * K_s[rows, s0])[:, None, None]
     for t in range(1, n_frames):  # steps[:, t-1]: move t-1 -> t
         coin = rng.random(n)
-        nxt, st, comp = _kernels.confinement_step(
+        nxt, st, comp = andi_kernels.confinement_step(
             np.ascontiguousarray(pos[:, t - 1]), np.ascontiguousarray(steps[:, t - 1]),
             np.ascontiguousarray(states[:, t - 1]), comp, centers, counts, group, rp, trans, coin, Lp,
         )

@@ -6,6 +6,6 @@
 * :mod:`.export`: ONNX export (dynamic batch and length) and parity check;
 * :mod:`.cli`: ``python -m edgetrack.training.andi_model train --seed 0 --out exported_models``.
 
-The run-time side (features, inference, post-processing) is :mod:`edgetrack.runtime.motion`
-and :mod:`edgetrack.runtime.analyze`.
+The run-time side (features, inference, post-processing) is :mod:`edgetrack.runtime.motion.network`
+and :mod:`edgetrack.runtime.motion.analyze`.
 """

@@ -26,7 +26,7 @@ PARITY_TOLERANCE = 1e-4
 def save_checkpoint(path: Path | str, model, cfg, info: dict, command: str) -> None:
     import torch
 
-    from edgetrack.runtime.atomic import atomic_path
+    from edgetrack.runtime.io.atomic import atomic_path
 
     with atomic_path(Path(path)) as tmp:
         torch.save({"state_dict": model.state_dict(), "model_config": model.cfg.to_dict(),
@@ -55,8 +55,8 @@ def export_and_register(model, out: Path | str, *, train_config: dict, info: dic
                         calibration_experiments: int = 20) -> dict:
     """Export ``model`` to ``out/<name>.onnx``, check parity, measure its error variance for the
     run-time shrinkage (:func:`~.export.calibrate`), add its manifest entry; returns the entry."""
-    from edgetrack.runtime.models import file_sha256
-    from edgetrack.runtime.motion import MODEL_NAME
+    from edgetrack.runtime.models.onnx import file_sha256
+    from edgetrack.runtime.motion.network import MODEL_NAME
     from edgetrack.training.magik.export import update_manifest
 
     from .export import OPSET, calibrate, export_onnx, input_spec, output_spec, parity

@@ -9,7 +9,7 @@ compartments, noise 0.02 - 0.4 px) so that the network also sees harder cases.
 
 Batches (:func:`make_batch`) rotate and mirror the tracks at random, cut some of them to random
 sub-tracks (at least 8 points) and build the network inputs with
-:func:`edgetrack.runtime.motion.motion_features`, the run-time function, plus per-point targets.
+:func:`edgetrack.runtime.motion.network.motion_features`, the run-time function, plus per-point targets.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from edgetrack.runtime.errors import InputError
-from edgetrack.runtime.motion import motion_features, pad_tracks
+from edgetrack.runtime.motion.network import motion_features, pad_tracks
 from edgetrack.training.andi import PHENOM_MODELS, challenge_dataset
 from edgetrack.training.andi.models import Confinement, Dimerization, ImmobileTraps, MultiState, SingleState
 

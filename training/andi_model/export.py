@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetrack.runtime.atomic import atomic_open
-from edgetrack.runtime.motion import INPUT_CHANNELS, LENGTH_MULTIPLE, STATES, motion_features, pad_tracks
+from edgetrack.runtime.io.atomic import atomic_open
+from edgetrack.runtime.motion.network import INPUT_CHANNELS, LENGTH_MULTIPLE, STATES, motion_features, pad_tracks
 
 from .model import MotionNet
 
@@ -108,7 +108,7 @@ def parity(model: MotionNet, path: Path | str, seed: int = 0,
 
 class TorchRunner:
     """The PyTorch network behind the run-time model interface (``run(inputs) -> outputs``), so
-    that :func:`edgetrack.runtime.motion.predict_frames` can drive it."""
+    that :func:`edgetrack.runtime.motion.network.predict_frames` can drive it."""
 
     def __init__(self, model: MotionNet) -> None:
         self.wrapped = Exported(model).eval()
@@ -125,7 +125,7 @@ def calibrate(model: MotionNet, seed: int = 12345, n_experiments: int = 20) -> d
     experiments with the challenge's default settings (truth: each particle's own alpha and K).
     Used by the run-time shrinkage within ensemble states; also the threshold of
     :func:`calibrate_confined_vote` (``confined_vote``)."""
-    from edgetrack.runtime.motion import predict_frames
+    from edgetrack.runtime.motion.network import predict_frames
     from edgetrack.training.andi import challenge_dataset
 
     from .data import tracks_of
@@ -150,15 +150,15 @@ def calibrate(model: MotionNet, seed: int = 12345, n_experiments: int = 20) -> d
 
 def calibrate_confined_vote(model: MotionNet, seed: int = 23456, n_experiments: int = 12,
                             calibration: dict | None = None) -> tuple[float, float]:
-    """Threshold of :func:`edgetrack.runtime.motion_ensemble.harmonise_states` for this network:
+    """Threshold of :func:`edgetrack.runtime.motion.ensemble.harmonise_states` for this network:
     the confined share that best separates the moving ensemble states of confinement experiments
     that are truly confined from the others (multi-state, dimerisation and the free states of
     confinement), frame-weighted, on experiments with the challenge's default settings, with the
     run-time post-processing (``calibration``: the error variances of :func:`calibrate`).
     Returns (threshold, frame-weighted accuracy)."""
-    from edgetrack.runtime.analyze import analyze_predictions, split_tracks
-    from edgetrack.runtime.motion import predict_frames
-    from edgetrack.runtime.motion_ensemble import confined_votes
+    from edgetrack.runtime.motion.analyze import analyze_predictions, split_tracks
+    from edgetrack.runtime.motion.network import predict_frames
+    from edgetrack.runtime.motion.ensemble import confined_votes
     from edgetrack.training.andi import challenge_dataset
 
     from .data import fov_table, tracks_of

@@ -2,7 +2,7 @@
 
 Layout (widths 32, 48, 64, 96 by default):
 
-* stem: a 1x1 convolution of the input channels (:data:`edgetrack.runtime.motion.INPUT_CHANNELS`);
+* stem: a 1x1 convolution of the input channels (:data:`edgetrack.runtime.motion.network.INPUT_CHANNELS`);
 * encoder: at each of four resolutions (1, 1/2, 1/4, 1/8 of the points) a residual block
   (channel LayerNorm, convolution of width 5, GELU, convolution of width 5), then a masked
   average pooling by 2 and a 1x1 convolution to the next width;
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetrack.runtime.config import StageConfig, require
-from edgetrack.runtime.motion import INPUT_CHANNELS, LENGTH_MULTIPLE, STATES
+from edgetrack.runtime.motion.network import INPUT_CHANNELS, LENGTH_MULTIPLE, STATES
 
 __all__ = ["MotionNetConfig", "MotionNet", "N_OUT"]
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from edgetrack.runtime.config import StageConfig, require
-from edgetrack.runtime.motion import INPUT_CHANNELS
-from edgetrack.runtime.motion_metrics import alpha_mae, k_msle
+from edgetrack.runtime.motion.network import INPUT_CHANNELS
+from edgetrack.runtime.metrics.motion import alpha_mae, k_msle
 
 from .data import Batch, TrackSet, make_batch, simulate_tracks
 from .model import MotionNet, MotionNetConfig

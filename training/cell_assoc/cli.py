@@ -67,15 +67,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from edgetrack.runtime.models import clear_cache
+    from edgetrack.runtime.models.onnx import clear_cache
 
     from .data import movie_pool
     from .evaluate import evaluate_tracking, time_model
 
     scorers = args.scorers.split(",")
     if args.folder is not None:  # the transformer of another folder, under its own scorer name
-        from edgetrack.runtime.associate import register_scorer, scorer_names
-        from edgetrack.runtime.cell_assoc import TransformerScorer
+        from edgetrack.runtime.associate.registry import register_scorer, scorer_names
+        from edgetrack.runtime.associate.cell_transformer import TransformerScorer
 
         folder = str(Path(args.folder).resolve())
         name = f"transformer[{folder}]"

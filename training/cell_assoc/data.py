@@ -1,7 +1,7 @@
 """Training windows for the cell association transformer.
 
 A labelled movie is a table of objects (one row per object of the segmentation, as
-:func:`edgetrack.runtime.cell_features.movie_features` gives it: ``frame, label, y, x`` and the cell
+:func:`edgetrack.runtime.cells.features.movie_features` gives it: ``frame, label, y, x`` and the cell
 features) joined with the truth of the simulator (:func:`edgetrack.training.cells.simulate_cells`):
 ``track_id`` (the true track an object overlaps most, 0 for a false object) and the lineage
 (``label, start, end, parent`` of the true tracks).
@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from edgetrack.runtime.cell_assoc import CELL_FEATURE_COLUMNS, window_inputs
+from edgetrack.runtime.associate.cell_transformer import CELL_FEATURE_COLUMNS, window_inputs
 
 __all__ = ["LabelledMovie", "Window", "ancestry", "representatives", "window_targets", "make_window",
            "augment_table", "sample_overrides", "simulated_movie", "movie_pool"]
@@ -228,12 +228,12 @@ def simulated_movie(seed: int, overrides: dict | None = None,
     """One simulated movie as a :class:`LabelledMovie`.
 
     simulate: ``(seed=..., **overrides) -> CellMovie`` (default :func:`edgetrack.training.cells.simulate_cells`);
-    features: ``(masks, images) -> DataFrame`` (default :func:`edgetrack.runtime.cell_features.movie_features`).
+    features: ``(masks, images) -> DataFrame`` (default :func:`edgetrack.runtime.cells.features.movie_features`).
     """
     if simulate is None:
         from edgetrack.training.cells import simulate_cells as simulate
     if features is None:
-        from edgetrack.runtime.cell_features import movie_features as features
+        from edgetrack.runtime.cells.features import movie_features as features
     movie = simulate(seed=seed, **(overrides or {}))
     table = features(movie.masks, movie.images)
     truth = movie.objects[["frame", "label", "track_id"]]

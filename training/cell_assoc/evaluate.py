@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from edgetrack.runtime.cell_assoc import CELL_FEATURE_COLUMNS
+from edgetrack.runtime.associate.cell_transformer import CELL_FEATURE_COLUMNS
 
 from .data import LabelledMovie, representatives
 
@@ -49,7 +49,7 @@ def true_links(movie: LabelledMovie, max_gap: int = 2) -> set[tuple[int, int]]:
 def track_links(movie: LabelledMovie, scorer: str, linker: str, max_distance: float, window: int = 4,
                 max_gap: int = 2, min_score: float = 0.05) -> tuple[set[tuple[int, int]], float]:
     """Links (parent row, child row) made by a streaming Tracker (divisions on), and ms per frame."""
-    from edgetrack.runtime.stream import Tracker
+    from edgetrack.runtime.stream.tracker import Tracker
 
     tab = movie.table
     columns = ["y", "x", *CELL_FEATURE_COLUMNS]
@@ -133,7 +133,7 @@ def evaluate_tracking(movies: Sequence[LabelledMovie], scorers=("distance", "tra
 def time_model(n_objects: int = 100, n_frames: int = 4, repeats: int = 30, folder: str | None = None,
                threads: int | None = None, seed: int = 0) -> dict:
     """Median ms of one ONNX Runtime call on a window of ``n_frames`` x ``n_objects`` cell-like objects."""
-    from edgetrack.runtime.cell_assoc import TransformerScorer
+    from edgetrack.runtime.associate.cell_transformer import TransformerScorer
 
     from .export import random_window
 

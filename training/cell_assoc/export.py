@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetrack.runtime.atomic import atomic_open
-from edgetrack.runtime.cell_assoc import CELL_FEATURE_COLUMNS, INPUT_FEATURES, window_inputs
+from edgetrack.runtime.io.atomic import atomic_open
+from edgetrack.runtime.associate.cell_transformer import CELL_FEATURE_COLUMNS, INPUT_FEATURES, window_inputs
 
 from .model import CellAssoc
 

@@ -1,7 +1,7 @@
 """The cell association transformer in PyTorch (after Gallusser and Weigert, "Trackastra", ECCV 2024).
 
 One window of ``N`` segmented objects over a few frames is one sequence of tokens. Inputs are
-those built by :func:`edgetrack.runtime.cell_assoc.window_inputs`: ``coords`` float32 (N, 3)
+those built by :func:`edgetrack.runtime.associate.cell_transformer.window_inputs`: ``coords`` float32 (N, 3)
 ``t, y, x`` (frames; cell diameters relative to the window's mean position) and ``features``
 float32 (N, 9) (normalised shallow features).
 
@@ -39,7 +39,7 @@ import math
 import torch
 from torch import nn
 
-from edgetrack.runtime.cell_assoc import INPUT_FEATURES
+from edgetrack.runtime.associate.cell_transformer import INPUT_FEATURES
 from edgetrack.runtime.config import StageConfig, require
 
 __all__ = ["AssocConfig", "CellAssoc", "log_parental_softmax"]

@@ -58,9 +58,9 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from edgetrack.runtime.config import StageConfig, require
+from edgetrack.runtime.config import StageConfig, is_int, is_real, require
 from edgetrack.runtime.errors import ConfigError
-from edgetrack.training.simulate import _generator, _is_int, _is_real
+from edgetrack.runtime.simulate.spots import seeded_generator
 
 __all__ = ["CellSimConfig", "CellMovie", "simulate_cells"]
 
@@ -164,19 +164,19 @@ class CellSimConfig(StageConfig):
 
     def validate(self) -> None:
         shape = _pair(self, "shape")
-        require(all(_is_int(v) and 16 <= v <= 16384 for v in shape),
+        require(all(is_int(v) and 16 <= v <= 16384 for v in shape),
                 f"CellSimConfig.shape must be two integers in [16, 16384] px, got {shape!r}")
         object.__setattr__(self, "shape", (int(shape[0]), int(shape[1])))
-        require(_is_int(self.n_frames) and 1 <= self.n_frames <= 100000,
+        require(is_int(self.n_frames) and 1 <= self.n_frames <= 100000,
                 f"CellSimConfig.n_frames must be an integer in [1, 100000], got {self.n_frames!r}")
-        require(_is_int(self.n_cells) and 0 <= self.n_cells <= 10000,
+        require(is_int(self.n_cells) and 0 <= self.n_cells <= 10000,
                 f"CellSimConfig.n_cells must be an integer in [0, 10000], got {self.n_cells!r}")
         r_lo, r_hi = _pair(self, "radius_range")
-        require(_is_real(r_lo) and _is_real(r_hi) and 2.0 <= r_lo <= r_hi <= min(self.shape) / 4.0,
+        require(is_real(r_lo) and is_real(r_hi) and 2.0 <= r_lo <= r_hi <= min(self.shape) / 4.0,
                 f"CellSimConfig.radius_range must be (min, max) px with 2 <= min <= max <= "
                 f"min(shape) / 4 = {min(self.shape) / 4.0:g}, got {self.radius_range!r}")
         s_lo, s_hi = _pair(self, "speed_range")
-        require(_is_real(s_lo) and _is_real(s_hi) and 0.0 <= s_lo <= s_hi < math.inf,
+        require(is_real(s_lo) and is_real(s_hi) and 0.0 <= s_lo <= s_hi < math.inf,
                 f"CellSimConfig.speed_range must be (min, max) px/frame with 0 <= min <= max, finite, "
                 f"got {self.speed_range!r}")
         require(s_lo > 0.0 or s_hi == 0.0,
@@ -185,19 +185,19 @@ class CellSimConfig(StageConfig):
         for name in ("repulsion", "shape_persistence", "growth_rate", "division_rate", "death_rate", "texture",
                      "miss_rate", "merge_rate", "split_rate"):
             self._unit(name)
-        require(_is_real(self.deformation) and 0.0 <= self.deformation <= 0.3,
+        require(is_real(self.deformation) and 0.0 <= self.deformation <= 0.3,
                 f"CellSimConfig.deformation must be in [0, 0.3], got {self.deformation!r}")
         for name, upper in (("enter_rate", 100.0), ("false_rate", 10.0), ("blur", 20.0), ("read_noise", 10000.0),
                             ("background", 60000.0), ("brightness_spread", 2.0)):
             value = getattr(self, name)
-            require(_is_real(value) and 0.0 <= value <= upper,
+            require(is_real(value) and 0.0 <= value <= upper,
                     f"CellSimConfig.{name} must be a number in [0, {upper:g}], got {value!r}")
-        require(_is_real(self.brightness) and 0.0 < self.brightness <= 60000.0,
+        require(is_real(self.brightness) and 0.0 < self.brightness <= 60000.0,
                 f"CellSimConfig.brightness must be in (0, 60000] counts, got {self.brightness!r}")
 
     def _unit(self, name: str, upper_open: bool = False) -> None:
         value = getattr(self, name)
-        ok = _is_real(value) and 0.0 <= value and (value < 1.0 if upper_open else value <= 1.0)
+        ok = is_real(value) and 0.0 <= value and (value < 1.0 if upper_open else value <= 1.0)
         require(ok, f"CellSimConfig.{name} must be in [0, 1{')' if upper_open else ']'}, got {value!r}")
 
 
@@ -409,7 +409,7 @@ def _move(rng: np.random.Generator, config: CellSimConfig, state: dict[str, np.n
 
 def _simulate_truth(config: CellSimConfig, seed: int) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
     """Run the cells: true masks uint16 (T, H, W), lineage, and brightness per label (float64, index = label)."""
-    rng = _generator(seed, _STREAM_CELLS)
+    rng = seeded_generator(seed, _STREAM_CELLS)
     height, width = config.shape
     n_frames = config.n_frames
     true_masks = np.zeros((n_frames, height, width), dtype=np.uint16)
@@ -483,7 +483,7 @@ def _two_daughters(lineage: pd.DataFrame) -> pd.DataFrame:
 
 def _render_images(true_masks: np.ndarray, brightness: np.ndarray, config: CellSimConfig, seed: int) -> np.ndarray:
     """Fluorescence movie uint16 (T, H, W) from the true masks (see :class:`CellSimConfig`, imaging)."""
-    rng = _generator(seed, _STREAM_IMAGES)
+    rng = seeded_generator(seed, _STREAM_IMAGES)
     signal = brightness.astype(np.float32)[true_masks]
     if config.texture > 0:
         noise = rng.standard_normal(true_masks.shape, dtype=np.float32)
@@ -669,7 +669,7 @@ def _objects(masks: np.ndarray, true_masks: np.ndarray, lineage: pd.DataFrame) -
 
 
 def _segment(true_masks: np.ndarray, config: CellSimConfig, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
-    rng = _generator(seed, _STREAM_ERRORS)
+    rng = seeded_generator(seed, _STREAM_ERRORS)
     errors: list[tuple[int, str, int, int]] = []
     masks = np.stack([_segment_frame(rng, config, true_masks[t], t, errors) for t in range(true_masks.shape[0])])
     table = pd.DataFrame(errors, columns=["frame", "kind", "label", "other"])
@@ -692,7 +692,7 @@ def simulate_cells(config: CellSimConfig | None = None, seed: int = 0, **overrid
         raise ConfigError(f"config must be a CellSimConfig, got {type(config).__name__}")
     elif overrides:
         config = config.replace(**overrides)
-    if not (_is_int(seed) and seed >= 0):
+    if not (is_int(seed) and seed >= 0):
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
     seed = int(seed)
     height, width = config.shape

@@ -29,7 +29,7 @@ def evaluate_onnx(path: Path | str, ndim: int, n_tracks: int, seed: int, max_len
     import numpy as np
     import onnxruntime as ort
 
-    from edgetrack.runtime.deepspt import predict_arrays
+    from edgetrack.runtime.motion.deepspt import predict_arrays
 
     from .evaluate import expected_calibration_error, frame_scores
     from .export import INPUT_NAME, OUTPUT_NAME
@@ -51,7 +51,7 @@ def train_and_export(ndim: int, seed: int, out: Path | str, *, name: str | None 
 
     options: fields of :class:`~edgetrack.training.deepspt.train.TrainConfig` (members, epochs, ...).
     """
-    from edgetrack.runtime.deepspt import DEFAULT_MODELS, MIN_POINTS, MODES
+    from edgetrack.runtime.motion.deepspt import DEFAULT_MODELS, MIN_POINTS, MODES
     from edgetrack.training.magik.export import update_manifest
 
     from .export import OPSET, export_onnx, input_spec, output_spec, parity, save_weights, sha256

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgetrack.runtime.deepspt import MODES
+from edgetrack.runtime.motion.deepspt import MODES
 from edgetrack.runtime.errors import InputError
 
 __all__ = ["frame_scores", "expected_calibration_error"]

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgetrack.runtime.atomic import atomic_open
-from edgetrack.runtime.deepspt import LENGTH_MULTIPLE, MODES, channel_names, n_channels, pack_batch, prepare_channels
-from edgetrack.runtime.models import file_sha256
+from edgetrack.runtime.io.atomic import atomic_open
+from edgetrack.runtime.motion.deepspt import LENGTH_MULTIPLE, MODES, channel_names, n_channels, pack_batch, prepare_channels
+from edgetrack.runtime.models.onnx import file_sha256
 
 from .model import CalibratedEnsemble, UNet1d, UNetConfig
 from .sim import simulate_tracks

@@ -2,7 +2,7 @@
 
 The generator follows DeepSPT's own (Kaestel-Hansen et al., after Kowalek et al. 2020), written in
 px and frames. Each track is a chain of segments; each segment moves in one of four modes (the
-classes of :data:`edgetrack.runtime.deepspt.MODES`):
+classes of :data:`edgetrack.runtime.motion.deepspt.MODES`):
 
 * 0 normal: Brownian steps, per coordinate N(0, 2 D).
 * 1 directed: Brownian steps plus a constant drift ``v u`` (``u`` a random unit vector) with

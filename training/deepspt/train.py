@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from edgetrack.runtime.config import StageConfig, require
-from edgetrack.runtime.deepspt import batch_plan, n_channels, pack_batch, predict_arrays, prepare_channels
+from edgetrack.runtime.motion.deepspt import batch_plan, n_channels, pack_batch, predict_arrays, prepare_channels
 
 from .model import CalibratedEnsemble, UNet1d, UNetConfig
 from .sim import N_MODES, SimConfig, TrackSet, simulate_tracks
@@ -134,7 +134,7 @@ def train_member(cfg: TrainConfig, member: int, log: Callable[[str], None] | Non
 
 
 def torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``run(batch) -> outputs`` callable for :func:`edgetrack.runtime.deepspt.predict_arrays`."""
+    """A ``run(batch) -> outputs`` callable for :func:`edgetrack.runtime.motion.deepspt.predict_arrays`."""
 
     @torch.no_grad()
     def run(batch: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ def train_and_export(task: str, seed: int, out: Path | str, *, name: str | None 
                      parity_sizes: tuple[int, ...] = (1, 7, 64, 300, 1000), log=None) -> dict:
     """Train, export, check parity (random graphs of ``parity_sizes`` nodes) and update the manifest;
     returns the manifest entry."""
-    from edgetrack.runtime.magik import DEFAULT_MODELS
+    from edgetrack.runtime.associate.magik import DEFAULT_MODELS
 
     from .data import DIFFUSION_GRAPH, MOTION_GRAPH
     from .export import OPSET, export_onnx, input_spec, onnx_input_names, output_spec, parity, sha256, update_manifest

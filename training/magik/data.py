@@ -1,8 +1,8 @@
 """Training graphs for MAGIK from the simulators, with augmentation.
 
 Every graph is built exactly as the runtime builds it: candidate edges from
-:func:`edgetrack.runtime.graph.build_graph` and model inputs from
-:func:`edgetrack.runtime.magik.graph_inputs`. Tasks:
+:func:`edgetrack.runtime.graph.candidates.build_graph` and model inputs from
+:func:`edgetrack.runtime.associate.magik.graph_inputs`. Tasks:
 
 * ``link``: spot windows of 3-8 frames (the size of a streaming window), densities, diffusion
   coefficients and ``max_distance`` drawn over wide ranges; edge label 1 for consecutive
@@ -27,9 +27,9 @@ import math
 
 import numpy as np
 
-from edgetrack.runtime.graph import CandidateEdges, build_graph
-from edgetrack.runtime.magik import GraphInputs, graph_inputs
-from edgetrack.training.simulate import SpotSimConfig, simulate_trajectories
+from edgetrack.runtime.graph.candidates import CandidateEdges, build_graph
+from edgetrack.runtime.associate.magik import GraphInputs, graph_inputs
+from edgetrack.runtime.simulate.spots import SpotSimConfig, simulate_trajectories
 
 __all__ = ["Graph", "AugmentConfig", "link_graph", "diffusion_graph", "motion_graph", "make_graph",
            "link_labels", "MOTION_CLASSES", "DIFFUSION_GRAPH", "MOTION_GRAPH", "to_inputs"]

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetrack.runtime.atomic import atomic_open, atomic_path
-from edgetrack.runtime.graph import build_graph
-from edgetrack.runtime.magik import EDGE_FEATURES, NODE_FEATURES, graph_inputs
-from edgetrack.runtime.models import file_sha256
+from edgetrack.runtime.io.atomic import atomic_open, atomic_path
+from edgetrack.runtime.graph.candidates import build_graph
+from edgetrack.runtime.associate.magik import EDGE_FEATURES, NODE_FEATURES, graph_inputs
+from edgetrack.runtime.models.onnx import file_sha256
 
 from .model import Magik
 

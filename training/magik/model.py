@@ -16,7 +16,7 @@ Layout (latent width 96 by default):
   (so a video's fractions of classes are the average of what every detection says about itself).
 
 Self-attention among nodes is done in chunks (``node_mask`` of shape (n_chunks, C), nodes already
-ordered so that a chunk is a spatial neighbourhood; see :mod:`edgetrack.runtime.magik`): each node
+ordered so that a chunk is a spatial neighbourhood; see :mod:`edgetrack.runtime.associate.magik`): each node
 attends to the nodes of its chunk and to the global token, and the global token attends to every
 node, so the cost is O(N C) instead of O(N^2). With one chunk of all nodes it is exact all-pairs
 attention; the same weights serve both.

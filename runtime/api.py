@@ -1,0 +1,123 @@
+"""The functions behind ``import edgetrack``: DataFrame in, DataFrame out, one call per job.
+
+Coordinates are pixels (``y`` = row, ``x`` = column), ``frame`` a 0-based integer. trackpy's
+column names are understood on input (``particle`` as the track id, ``ecc`` as the eccentricity),
+and ``names="trackpy"`` writes them, so trackpy's own tools (``filter_stubs``, ``emsd``,
+``compute_drift``) run on edgetrack's output.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from edgetrack.runtime.errors import ConfigError, InputError
+from edgetrack.runtime.io.tables import from_trackpy_names, to_trackpy_names
+
+__all__ = ["locate", "link", "track", "analyze"]
+
+Names = Literal["edgetrack", "trackpy"]
+
+
+def _named(table: pd.DataFrame, names: Names) -> pd.DataFrame:
+    if names == "edgetrack":
+        return table
+    if names == "trackpy":
+        return to_trackpy_names(table)
+    raise ConfigError(f"names must be 'edgetrack' or 'trackpy', got {names!r}")
+
+
+def _detect_config(diameter: float | None, options: dict[str, Any]):
+    from edgetrack.runtime.detect.config import DetectConfig
+
+    if diameter is not None:
+        if "psf_sigma" in options:
+            raise ConfigError("give diameter or psf_sigma, not both")
+        if not (isinstance(diameter, (int, float, np.integer, np.floating)) and np.isfinite(diameter) and diameter > 0):
+            raise ConfigError(f"diameter must be a positive number of px, got {diameter!r}")
+        options = dict(options, psf_sigma=float(diameter) / 4.0)  # a spot of diameter d spans +-2 sigma
+    return DetectConfig.from_dict(options)
+
+
+def locate(image: np.ndarray, diameter: float | None = None, *, invert: bool = False,
+           names: Names = "edgetrack", **detect_options: Any) -> pd.DataFrame:
+    """Find the spots of one frame (H, W) or of every frame of a stack (T, H, W).
+
+    diameter: spot diameter in px, as trackpy's ``locate`` takes it (sets ``psf_sigma = diameter / 4``);
+    or give ``psf_sigma`` (px) and the other :class:`~edgetrack.runtime.detect.config.DetectConfig`
+    options. invert: dark spots on a bright background. Returns one row per spot: ``frame, y, x``
+    (px, sub-pixel) and ``mass, size, signal, eccentricity``.
+    """
+    from edgetrack.runtime.detect.spots import detect_movie, detect_spots
+
+    cfg = _detect_config(diameter, detect_options)
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise InputError(f"image must be one frame (H, W) or a stack (T, H, W), got shape {arr.shape}")
+    if invert:
+        arr = arr.max() - arr if arr.size else arr
+    table = detect_spots(arr, cfg) if arr.ndim == 2 else detect_movie(arr, cfg)
+    return _named(table, names)
+
+
+def link(detections: pd.DataFrame, search_range: float | None = None, *, memory: int | None = None,
+         names: Names = "edgetrack", **options: Any) -> pd.DataFrame:
+    """Link a detection table (``frame, y, x`` [+ numeric features]) into tracks.
+
+    ``edgetrack.link(df, 5)`` works as ``trackpy.link(df, 5)``: search_range is the largest step in px
+    (``max_distance``) and memory the number of frames a spot may vanish (``max_gap = memory + 1``).
+    Other options are those of :class:`~edgetrack.runtime.stream.config.TrackerConfig` (``linker``,
+    ``scorer``, ...). Returns ``frame, y, x, track_id`` and the features (``particle`` with
+    ``names="trackpy"``).
+    """
+    from edgetrack.runtime.stream.pipeline import link_detections
+
+    if search_range is not None:
+        if "max_distance" in options:
+            raise ConfigError("give search_range or max_distance, not both")
+        options["max_distance"] = search_range
+    if memory is not None:
+        if "max_gap" in options:
+            raise ConfigError("give memory or max_gap, not both")
+        if not (isinstance(memory, (int, np.integer)) and memory >= 0):
+            raise ConfigError(f"memory must be an integer >= 0 frames, got {memory!r}")
+        options["max_gap"] = int(memory) + 1
+    table = from_trackpy_names(detections, source="detections") if isinstance(detections, pd.DataFrame) else detections
+    if isinstance(table, pd.DataFrame) and "track_id" in table.columns:
+        table = table.drop(columns=["track_id"])  # an earlier linking's ids are not an input
+    return _named(link_detections(table, **options), names)
+
+
+def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, diameter: float | None = None,
+          names: Names = "edgetrack", detect: dict[str, Any] | None = None, **options: Any) -> pd.DataFrame:
+    """Detect and link every frame of a movie: a path (TIFF, OME-TIFF, OME-Zarr, image folder, .npy),
+    a (T, H, W) array or an iterable of (H, W) frames. Returns the tracks (``frame, y, x, track_id`` +
+    spot features), as the streaming tracker commits them.
+
+    diameter (px) or ``detect={"psf_sigma": ...}`` set the detector; other options are those of
+    :class:`~edgetrack.runtime.stream.config.TrackerConfig` (``max_distance`` px, ``max_gap`` frames,
+    ``linker``, ``invert``, ...).
+    """
+    from edgetrack.runtime.io.readers import open_movie
+    from edgetrack.runtime.stream.pipeline import track_movie
+
+    cfg = _detect_config(diameter, dict(detect or {}))
+    frames = open_movie(movie) if isinstance(movie, (str, os.PathLike)) else movie
+    if isinstance(frames, np.ndarray) and frames.ndim != 3:
+        raise InputError(f"movie must be a (T, H, W) array, got shape {frames.shape}")
+    return _named(track_movie(frames, detect=cfg, **options), names)
+
+
+def analyze(tracks: pd.DataFrame, **options: Any):
+    """Motion characterisation of a track table (``track_id`` or trackpy's ``particle``, ``frame, y, x``).
+
+    Returns an :class:`~edgetrack.runtime.motion.analyze.AnalyzeResult` (``frames``, ``segments``,
+    ``ensemble`` DataFrames; per-frame alpha, K in px^2/frame^alpha, state, change points). Options as in
+    :func:`~edgetrack.runtime.motion.analyze.analyze_tracks` (``pixel_size`` um, ``frame_interval`` s, ...).
+    """
+    from edgetrack.runtime.motion.analyze import analyze_tracks
+
+    return analyze_tracks(tracks, **options)

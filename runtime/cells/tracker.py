@@ -1,0 +1,216 @@
+"""Cell tracking from label masks, on the streaming :class:`~edgetrack.runtime.stream.tracker.Tracker`.
+
+Each frame's label image becomes one table of objects (centroid ``y, x`` and the
+:data:`~edgetrack.runtime.cells.features.CELL_FEATURES`; the labels stay aside, the tracker only sees
+each object's row number in its frame), pushed into a ``Tracker`` whose scorer
+(``"distance"``, or a learned one such as ``"transformer"``) scores the candidate links and whose
+linker decides them, with divisions (``max_children=2``) where the linker supports them.
+
+Default ``max_distance`` (when None): one median equivalent diameter ``sqrt(4 area / pi)`` of the
+objects of the first frame that has any, in px: a cell is assumed to move less than its own
+diameter between frames, and daughters to appear within a diameter of their mother. With the
+distance scorer the default ``step_sigma`` is ``max_distance / 2`` (a cell radius), not the spot
+tracker's ``max_distance / 3``: a daughter appears about one radius from its mother's centre, and
+with the narrower Gaussian such a link scores below a neighbour's continuation or a gap-closing
+link, so divisions are missed (on the CTC sequences in ``benchmarks/bench_cells.py``).
+
+Track ids: the streaming tracker commits ids frame by frame; a mother whose second daughter is
+linked only after a gap has by then handed its id to the first daughter. :meth:`CellTracker.finish`
+(and :func:`track_cells`) therefore rebuild the ids from the committed links: a track ends where an
+object has two children, each child starts a new track whose ``parent_track_id`` is the mother's
+track (set on the daughter's first row, -1 elsewhere and for tracks without a mother).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from edgetrack.runtime.cells.features import CELL_FEATURES, frame_features_array
+from edgetrack.runtime.cells import defaults
+from edgetrack.runtime.link.registry import LINKERS
+from edgetrack.runtime.errors import ConfigError, InputError
+from edgetrack.runtime.link.lineage import tracks_from_links
+
+__all__ = ["CellTracker", "track_cells", "default_max_distance", "CELL_COLUMNS", "ONE_TO_ONE_LINKERS"]
+
+CELL_COLUMNS: tuple[str, ...] = ("frame", "label", "y", "x", "track_id", "parent_track_id", *CELL_FEATURES)
+#: Linkers that allow one child per object only: with them ``divisions=True`` links without divisions.
+ONE_TO_ONE_LINKERS = frozenset(name for name, linker in LINKERS.items() if not linker.divisions)
+_OBJECT_COLUMNS = ("y", "x", "label", *CELL_FEATURES)  # what push_objects takes per object
+# what the Tracker (and its scorer) gets: the label is replaced by the object's row in its frame, so no
+# scorer can read an identity from labels that a ground truth (or a tracking segmenter) keeps across frames
+_PUSHED_COLUMNS = ("y", "x", "object", *CELL_FEATURES)
+
+
+def default_max_distance(area: np.ndarray) -> float:
+    """One median equivalent diameter ``sqrt(4 area / pi)`` of objects of ``area`` px^2, in px."""
+    area = np.asarray(area, np.float64)
+    if area.size == 0:
+        raise InputError("cannot choose max_distance from a frame without objects")
+    return float(np.median(np.sqrt(4.0 * area / np.pi)))
+
+
+class CellTracker:
+    """Live cell tracker: ``push`` one label image (and optional intensity image) per frame.
+
+    Options: ``scorer`` (``"distance"``, ``"transformer"``, ...), ``linker`` (``"greedy"``, ``"ilp"``,
+    ``"lap"``, ...), ``divisions`` (``max_children=2`` where the linker supports it), ``max_distance``
+    (px; None = :func:`default_max_distance` of the first frame with objects), ``window`` (frames held
+    before a frame is committed), and other :class:`~edgetrack.runtime.stream.config.TrackerConfig` options
+    (``max_gap``, ``gap_penalty``, ``step_sigma``, ``min_score``, ``linker_options``, ...).
+
+    ``push`` returns the frames that became final as DataFrames (columns :data:`CELL_COLUMNS`, with the
+    streaming tracker's ids, see the module docstring); ``finish`` returns every object with rebuilt ids.
+    ``seconds`` holds the time spent on ``features`` and on ``tracking`` (scoring and linking), s.
+    """
+
+    def __init__(self, *, scorer: str = defaults.SCORER, linker: str = defaults.LINKER, divisions: bool = True,
+                 max_distance: float | None = None, window: int = defaults.WINDOW, **tracker_options) -> None:
+        for reserved in ("max_children", "keep_results"):
+            if reserved in tracker_options:
+                raise ConfigError(f"{reserved!r} is set by the cell tracker (use divisions=True/False)")
+        if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
+            raise ConfigError(f"max_distance must be a number of px > 0 (or None), got {max_distance!r}")
+        max_children = 2 if divisions and linker not in ONE_TO_ONE_LINKERS else 1
+        self._options = dict(tracker_options, scorer=scorer, linker=linker, window=window, max_children=max_children,
+                             keep_results=False)
+        self.max_distance = max_distance
+        self._tracker = None
+        if max_distance is not None:
+            self._tracker = self._make_tracker(max_distance)
+        self._next_frame = 0
+        self._shape: tuple[int, ...] | None = None
+        self._parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # frame, values, det, parent det
+        self._labels: dict[int, np.ndarray] = {}  # frame -> label of each object row pushed
+        self.seconds = {"features": 0.0, "tracking": 0.0}
+
+    def _make_tracker(self, max_distance: float):
+        from edgetrack.runtime.stream.tracker import Tracker
+
+        options = dict(self._options)
+        if options["scorer"] == "distance" and options.get("step_sigma") is None:
+            options["step_sigma"] = float(max_distance) / 2.0
+        return Tracker(max_distance=float(max_distance), **options)
+
+    @property
+    def frames_pushed(self) -> int:
+        return self._next_frame
+
+    def push(self, labels: np.ndarray, image: np.ndarray | None = None) -> list[pd.DataFrame]:
+        """Add the next frame's label image (H, W) integer (and intensity image); returns committed frames."""
+        t0 = time.perf_counter()
+        labels = np.asarray(labels)
+        if self._shape is None:
+            self._shape = labels.shape
+        elif labels.shape != self._shape:
+            raise InputError(f"mask of frame {self._next_frame} has shape {labels.shape}, earlier frames {self._shape}")
+        try:
+            label, values = frame_features_array(labels, image)
+        except InputError as exc:
+            raise InputError(f"frame {self._next_frame}: {exc}") from None
+        table = pd.DataFrame(np.column_stack([values[:, :2], label.astype(np.float64), values[:, 2:]]),
+                             columns=list(_OBJECT_COLUMNS))
+        self.seconds["features"] += time.perf_counter() - t0
+        return self.push_objects(table)
+
+    def push_objects(self, objects: pd.DataFrame) -> list[pd.DataFrame]:
+        """Add the next frame as a table of its objects (columns ``y, x, label`` and :data:`CELL_FEATURES`,
+        e.g. the rows of :func:`~edgetrack.runtime.cells.features.frame_features` of that frame)."""
+        missing = [c for c in _OBJECT_COLUMNS if c not in objects.columns]
+        if missing:
+            raise InputError(f"objects of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
+        labels = objects["label"].to_numpy()
+        if pd.Series(labels).duplicated().any():
+            raise InputError(f"objects of frame {self._next_frame}: a label appears twice (one row per object)")
+        table = objects.loc[:, list(_OBJECT_COLUMNS)].rename(columns={"label": "object"})
+        table["object"] = np.arange(len(table), dtype=np.float64)
+        t1 = time.perf_counter()
+        frame = self._next_frame
+        self._next_frame += 1
+        self._labels[frame] = labels.astype(np.int64)
+        if self._tracker is None:
+            if len(table) == 0:
+                return []  # no object yet to size max_distance from: the frame is pushed (empty) later
+            self.max_distance = default_max_distance(table["area"].to_numpy())
+            self._tracker = self._make_tracker(self.max_distance)
+        updates = self._tracker.push(table, frame=frame)
+        out = [self._keep(u) for u in updates]
+        self.seconds["tracking"] += time.perf_counter() - t1
+        return out
+
+    def _keep(self, update) -> pd.DataFrame:
+        values = update.values.copy()
+        labels = self._labels.pop(update.frame, np.zeros(0, np.int64))
+        if len(values):  # the object's row in its frame back to its label
+            values[:, 2] = labels[values[:, 2].astype(np.int64)]
+        self._parts.append((update.frame, values, update.det_id, update.parent_det_id))
+        return _table(np.full(len(update), update.frame, np.int64), values, update.track_id, update.parent_track_id)
+
+    def flush(self) -> list[pd.DataFrame]:
+        """Commit every remaining frame; returns their tables (streaming ids)."""
+        if self._tracker is None:
+            return []
+        t0 = time.perf_counter()
+        out = [self._keep(u) for u in self._tracker.flush()]
+        self.seconds["tracking"] += time.perf_counter() - t0
+        return out
+
+    def finish(self) -> pd.DataFrame:
+        """Flush and return every object with track ids rebuilt from the links (columns :data:`CELL_COLUMNS`)."""
+        self.flush()
+        if not self._parts:
+            return _table(np.zeros(0, np.int64), np.zeros((0, len(_OBJECT_COLUMNS))), np.zeros(0, np.int64),
+                          np.zeros(0, np.int64))
+        frame = np.concatenate([np.full(len(p[2]), p[0], np.int64) for p in self._parts])
+        values = np.concatenate([p[1] for p in self._parts])
+        det = np.concatenate([p[2] for p in self._parts])
+        parent_det = np.concatenate([p[3] for p in self._parts])
+        track, parent_track = tracks_from_links(det, parent_det)
+        return _table(frame, values, track, parent_track)
+
+
+def _table(frame: np.ndarray, values: np.ndarray, track: np.ndarray, parent_track: np.ndarray) -> pd.DataFrame:
+    data = {"frame": frame, "label": values[:, 2].astype(np.int64), "y": values[:, 0], "x": values[:, 1],
+            "track_id": np.asarray(track, np.int64), "parent_track_id": np.asarray(parent_track, np.int64)}
+    for j, name in enumerate(CELL_FEATURES, start=3):
+        data[name] = values[:, j]
+    return pd.DataFrame(data, columns=list(CELL_COLUMNS))
+
+
+def track_cells(masks: np.ndarray | Sequence[np.ndarray] | str, images: np.ndarray | Sequence[np.ndarray] | str | None = None,
+                *, scorer: str = defaults.SCORER, linker: str = defaults.LINKER, divisions: bool = True,
+                max_distance: float | None = None, window: int = defaults.WINDOW, **tracker_options) -> pd.DataFrame:
+    """Track the objects of label masks; returns one row per object (columns :data:`CELL_COLUMNS`).
+
+    masks: (T, H, W) integer array, a sequence of (H, W) label images, or a path that
+    :func:`~edgetrack.runtime.io.masks.open_masks` opens (a CTC folder, a folder of TIFFs, a stacked TIFF).
+    images: optional intensity frames (array, sequence or path) for ``mean_intensity``.
+    ``label`` is each object's label in its frame's mask; ``y, x`` its centroid (px); ``track_id`` its
+    track; ``parent_track_id`` the mother's track on a daughter's first row (-1 otherwise).
+    Other options as in :class:`CellTracker`. Frames are pushed one by one into the streaming tracker.
+    """
+    from edgetrack.runtime.io.masks import open_images, open_masks
+
+    if isinstance(masks, (list, tuple)):
+        masks = np.stack([np.asarray(m) for m in masks]) if len(masks) else np.zeros((0, 1, 1), np.uint16)
+    if isinstance(masks, np.ndarray) and masks.ndim == 3 and len(masks) == 0:
+        return CellTracker(scorer=scorer, linker=linker, divisions=divisions, max_distance=max_distance,
+                           window=window, **tracker_options).finish()
+    movie = open_masks(masks)
+    frames: Iterable = movie
+    image_frames = None
+    if images is not None:
+        if isinstance(images, (list, tuple)):
+            images = np.stack([np.asarray(i) for i in images])
+        image_frames = open_images(images)
+        if len(image_frames) != len(movie):
+            raise InputError(f"{len(image_frames)} image frames for {len(movie)} mask frames: the counts must match")
+    tracker = CellTracker(scorer=scorer, linker=linker, divisions=divisions, max_distance=max_distance, window=window,
+                          **tracker_options)
+    for t, labels in enumerate(frames):
+        tracker.push(labels, None if image_frames is None else image_frames[t])
+    return tracker.finish()

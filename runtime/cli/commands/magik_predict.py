@@ -1,0 +1,51 @@
+"""``edgetrack magik-predict DETECTIONS --task diffusion --out map.csv``: MAGIK predictions without linking.
+
+``--task diffusion`` writes the detections with ``sqrt_2D`` (px/frame^0.5) and ``D`` (px^2/frame)
+per detection (a diffusion map); ``--task motion`` writes one row per block of frames with the
+fraction of each motion model (FBM, CTRW, ATTM at alpha = 1) and the most likely one, or with
+``--per-detection`` the detections with each one's probabilities ``p_fbm, p_ctrw, p_attm`` and
+``label``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "MAGIK node (diffusion map) or global (motion model) predictions from detections, without linking"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("detections", help="CSV or Parquet table with columns frame, y, x (px)")
+    parser.add_argument("--task", choices=["diffusion", "motion"], default="diffusion",
+                        help="diffusion: per-detection sqrt(2D) and D; motion: per-video motion-model fractions")
+    parser.add_argument("--out", required=True, help="output table (CSV, or Parquet by suffix)")
+    parser.add_argument("--model", default=None, help="exported model name (default magik_<task>)")
+    parser.add_argument("--provider", default=None, choices=["tensorrt", "cuda", "cpu"],
+                        help="ONNX Runtime execution provider (default: the first that works of tensorrt, cuda, cpu)")
+    parser.add_argument("--per-detection", action="store_true",
+                        help="motion: one row per detection with its motion-model probabilities")
+    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import time
+
+    from edgetrack.runtime.io.tables import read_table, write_table
+    from edgetrack.runtime.associate.magik import DEFAULT_MODELS, predict_global, predict_nodes
+    from edgetrack.runtime.models.onnx import load_model
+
+    detections = read_table(args.detections, ("frame", "y", "x"))
+    name = args.model or DEFAULT_MODELS[args.task]
+    start = time.perf_counter()
+    if args.task == "diffusion" or args.per_detection:
+        table = predict_nodes(detections, name, provider=args.provider)
+    else:
+        table = predict_global(detections, name, provider=args.provider)
+    elapsed = time.perf_counter() - start
+    write_table(table, args.out)
+    if not args.quiet:
+        provider = load_model(name, provider=args.provider).provider
+        print(f"{args.task}: {len(detections)} detections in {elapsed:.2f} s with {name} on {provider} -> {args.out}",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,191 @@
+"""Opening movies: multi-page TIFF, folders of TIFF / PNG frames, .npy stacks, OME-TIFF and OME-Zarr.
+
+Movies are read lazily, one frame at a time: a multi-page TIFF (memory-mapped when it is stored
+uncompressed), a folder of single-frame TIFF or PNG files (sorted by the numbers in their names),
+or a ``.npy`` stack. Every problem becomes a :class:`FileReadError` or :class:`InputError` that names
+the file and frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgetrack.runtime.errors import FileReadError, InputError
+from edgetrack.runtime.io.movie import Movie, to_grey
+
+FRAME_SUFFIXES = (".tif", ".tiff", ".png")
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(path: Path) -> tuple:
+    parts = _DIGITS.split(path.name)
+    return tuple(int(p) if p.isdigit() else p.lower() for p in parts)
+
+
+@contextlib.contextmanager
+def quiet_tifffile():
+    """Silence tifffile's own log lines while reading: its problems reach the user as our one-line errors."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _open_tiff(path: Path) -> Movie:
+    with quiet_tifffile():
+        return _open_tiff_quietly(path)
+
+
+def _open_tiff_quietly(path: Path) -> Movie:
+    import tifffile
+
+    try:
+        data = tifffile.memmap(str(path), mode="r")
+    except Exception:  # compressed or non-contiguous: fall back to page-by-page reading
+        data = None
+    if data is not None:
+        arr = data
+        if arr.ndim > 3 and arr.shape[-1] not in (3, 4):
+            arr = arr.reshape((-1,) + arr.shape[-2:])  # leading axes (T, Z, C, ...) flattened into frames
+        return _movie_from_array(str(path), arr)
+    try:
+        tif = tifffile.TiffFile(str(path))
+        series = tif.series[0]
+        shape = tuple(series.shape)
+    except Exception as exc:
+        raise FileReadError(f"{path}: not a readable TIFF ({exc})") from None
+    frame_shape = shape[-2:]
+    if len(shape) >= 3 and shape[-1] in (3, 4) and len(shape) in (3, 4) and series.axes[-1] == "S":
+        frame_shape = shape[-3:-1]
+        n = int(np.prod(shape[:-3])) if len(shape) > 3 else 1
+    else:
+        n = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    n_pages = len(series.pages)
+    if n_pages != n:
+        raise FileReadError(f"{path}: {n} frames declared but {n_pages} pages present (truncated file?)")
+
+    def read(i: int) -> np.ndarray:
+        with quiet_tifffile():
+            return series.pages[i].asarray()
+
+    return Movie(str(path), n, tuple(frame_shape), read)
+
+
+def _movie_from_array(source: str, arr: np.ndarray) -> Movie:
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim == 4 and arr.shape[-1] in (3, 4):
+        pass  # (T, H, W, C): colour, collapsed per frame
+    elif arr.ndim != 3:
+        raise InputError(f"{source}: expected frames of 2 dimensions (T, H, W), got an array of shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise InputError(f"{source}: the movie is empty (shape {arr.shape})")
+    frame_shape = tuple(arr.shape[1:3])
+    return Movie(source, arr.shape[0], frame_shape, lambda i: arr[i])
+
+
+def check_numbering(folder: Path, files: list[Path]) -> None:
+    """Frames numbered in their names (``frame_007.png``) must be consecutive: a gap is a missing frame."""
+    numbers = []
+    for f in files:
+        found = _DIGITS.findall(f.stem)
+        if not found:
+            return  # names without numbers: plain sorted order
+        numbers.append(int(found[-1]))
+    numbers_arr = np.array(numbers)
+    if len(set(numbers)) != len(numbers):
+        return  # numbers that repeat are not frame numbers (e.g. a common prefix); keep sorted order
+    steps = np.diff(numbers_arr)
+    if len(steps) and (steps > 1).any():
+        expected = set(range(int(numbers_arr.min()), int(numbers_arr.max()) + 1))
+        missing = sorted(expected - set(numbers))
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise InputError(f"{folder}: frame number(s) {shown} missing from the sequence "
+                         f"{numbers[0]}..{numbers[-1]} ({len(missing)} file(s) absent)")
+
+
+def _open_folder(path: Path) -> Movie:
+    files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()), key=natural_key)
+    if not files:
+        raise FileReadError(f"{path}: no frames found (expected files ending in {', '.join(FRAME_SUFFIXES)})")
+
+    check_numbering(path, files)
+
+    def read(i: int) -> np.ndarray:
+        f = files[i]
+        try:
+            if f.suffix.lower() == ".png":
+                import imageio.v3 as iio
+
+                return iio.imread(f)
+            import tifffile
+
+            with quiet_tifffile():
+                return tifffile.imread(str(f))
+        except Exception as exc:
+            raise FileReadError(f"{f}: cannot read frame {i}: {exc}") from None
+
+    first = to_grey(np.asarray(read(0)))
+    if first.ndim != 2:
+        raise InputError(f"{files[0]}: expected a 2-D frame, got shape {first.shape}")
+    return Movie(str(path), len(files), tuple(first.shape), read)
+
+
+def open_movie(source: str | os.PathLike[str] | np.ndarray) -> Movie:
+    """Open a movie for frame-by-frame reading.
+
+    ``source`` is a multi-page TIFF (``.tif``/``.tiff``), a folder of single-frame TIFF/PNG files, a
+    ``.npy`` file holding a (T, H, W) array, or an in-memory (T, H, W) array. OME-TIFF (``.ome.tif``)
+    and zarr stores (``.zarr``: OME-Zarr or a plain (T, Y, X) array) are read by
+    :mod:`edgetrack.runtime.io.ome` (first channel and z plane; physical units in ``movie.units``).
+    """
+    if isinstance(source, np.ndarray):
+        return _movie_from_array("array", source)
+    path = Path(source)
+    if not path.exists():
+        raise FileReadError(f"{path}: no such file or folder")
+    if path.is_dir():
+        from edgetrack.runtime.io.ome import is_zarr, open_ome_zarr
+
+        if is_zarr(path):  # OME-Zarr or a plain zarr array (T, Y, X)
+            return open_ome_zarr(path)
+        return _open_folder(path)
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        if path.stat().st_size == 0:
+            raise FileReadError(f"{path}: the file is empty")
+        if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+            from edgetrack.runtime.io.ome import open_ome_tiff
+
+            return open_ome_tiff(path)  # one channel and z plane, with physical units
+        return _open_tiff(path)
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except Exception as exc:
+            raise FileReadError(f"{path}: not a readable .npy file ({exc})") from None
+        return _movie_from_array(str(path), arr)
+    if suffix == ".png":
+        return _open_folder_single(path)
+    raise FileReadError(f"{path}: unsupported movie format '{suffix}' (use a TIFF, a folder of TIFF/PNG frames or .npy)")
+
+
+def _open_folder_single(path: Path) -> Movie:
+    import imageio.v3 as iio
+
+    try:
+        img = to_grey(np.asarray(iio.imread(path)))
+    except Exception as exc:
+        raise FileReadError(f"{path}: cannot read ({exc})") from None
+    return _movie_from_array(str(path), img[None])
+
+

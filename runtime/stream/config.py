@@ -1,0 +1,64 @@
+"""The streaming tracker's options: one typed, validated configuration (distances in px, times in frames)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edgetrack.runtime.config import StageConfig, require
+
+__all__ = ["TrackerConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerConfig(StageConfig):
+    """Options of the streaming tracker (distances in px, times in frames).
+
+    max_distance: largest displacement between two linked detections, px.
+    max_gap: a track may skip up to ``max_gap - 1`` frames (edges span 1..max_gap frames).
+    window: frames held before a frame is committed (latency ``window - 1`` frames); >= 1.
+    linker: "greedy" or "lap" (others as they are registered in :mod:`edgetrack.runtime.link.registry`).
+    scorer: association model scoring candidate edges ("distance" is the distance-only baseline).
+    step_sigma: expected rms displacement per axis per frame, px; None = max_distance / 3.
+    gap_penalty: score factor per skipped frame for the distance scorer.
+    min_score: edges scoring at or below this are never linked.
+    max_children: 1 (no divisions) or 2 (divisions allowed, where the linker supports them).
+    invert: detect dark spots on a bright background (frames are inverted before detection).
+    keep_results: keep committed points so that :meth:`Tracker.finish` returns every track.
+    max_candidates: each detection keeps at most this many candidate parents (the best scored); in
+        ordinary scenes a detection has far fewer, so this only bounds pathological crowds.
+    max_component: the 'lap' linker solves a window greedily, with a :class:`DegradedWarning`, when a
+        frame's assignment problem has a connected component of more detections than this (an
+        exact solve of a dense N x N assignment costs O(N^3) and would stall the stream).
+    linker_options: options of the 'flow' and 'ilp' linkers (an
+        :class:`~edgetrack.runtime.link.costs.IlpConfig` as a dict: costs, time_limit, ...).
+    """
+
+    max_distance: float = 6.0
+    max_gap: int = 2
+    window: int = 3
+    linker: str = "lap"
+    scorer: str = "distance"
+    step_sigma: float | None = None
+    gap_penalty: float = 0.5
+    min_score: float = 1e-6
+    max_children: int = 1
+    invert: bool = False
+    keep_results: bool = True
+    max_candidates: int = 10
+    max_component: int = 1000
+    linker_options: dict | None = None
+
+    def validate(self) -> None:
+        require(self.max_distance > 0, f"max_distance must be > 0 px, got {self.max_distance}")
+        require(int(self.max_gap) == self.max_gap and self.max_gap >= 1, f"max_gap must be an integer >= 1, got {self.max_gap}")
+        require(int(self.window) == self.window and self.window >= 1, f"window must be an integer >= 1, got {self.window}")
+        require(self.step_sigma is None or self.step_sigma > 0, f"step_sigma must be > 0 px, got {self.step_sigma}")
+        require(0.0 < self.gap_penalty <= 1.0, f"gap_penalty must be in (0, 1], got {self.gap_penalty}")
+        require(0.0 <= self.min_score < 1.0, f"min_score must be in [0, 1), got {self.min_score}")
+        require(self.max_children in (1, 2), f"max_children must be 1 or 2, got {self.max_children}")
+        require(int(self.max_candidates) == self.max_candidates and self.max_candidates >= 1,
+                f"max_candidates must be an integer >= 1, got {self.max_candidates}")
+        require(int(self.max_component) == self.max_component and self.max_component >= 2,
+                f"max_component must be an integer >= 2, got {self.max_component}")
+        require(self.linker_options is None or isinstance(self.linker_options, dict),
+                f"linker_options must be a dict, got {type(self.linker_options).__name__}")

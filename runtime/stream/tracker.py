@@ -1,0 +1,462 @@
+"""Streaming tracking: push frames (or detections) one at a time, get back what became final.
+
+The :class:`Tracker` keeps a bounded window of recent frames. After frame ``t`` is pushed, the
+linker solves the parent of every detection in the undecided frames ``[t - window + 1, t]``
+(sources may lie up to ``max_gap`` frames further back, in the committed past) and then commits
+the oldest undecided frame: the parents of its detections can no longer change, its track ids
+are assigned, and it is returned as a :class:`TrackUpdate`. The latency is therefore
+``window - 1`` frames, and :meth:`Tracker.finish` commits the rest.
+
+Only ``window + max_gap`` frames of detections and their candidate edges are held, so memory does
+not grow with the length of the stream (pass ``keep_results=False`` to keep no history at all;
+with the default ``True`` the committed points are kept, compactly, for :meth:`Tracker.finish`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from edgetrack.runtime.associate.registry import make_scorer
+from edgetrack.runtime.detect.spots import SPOT_FEATURES, check_frame, detect_spots_array
+from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.errors import DegradedWarning, InputError
+from edgetrack.runtime.graph.candidates import CandidateEdges, concat_edges, edges_into_frame
+from edgetrack.runtime.link.lineage import tracks_from_links
+from edgetrack.runtime.link.problem import UNDECIDED, LinkProblem
+from edgetrack.runtime.link.registry import get_linker
+from edgetrack.runtime.stream.config import TrackerConfig
+from edgetrack.runtime.stream.updates import TrackUpdate, points_frame
+from edgetrack.runtime.stream.window import Block, cap_candidates, largest_frame_component
+
+__all__ = ["Tracker", "TrackerConfig", "TrackUpdate"]
+
+
+class Tracker:
+    """Streaming tracker: ``push`` frames or detections, receive committed :class:`TrackUpdate` objects.
+
+    >>> tracker = Tracker(max_distance=5.0, linker="lap")          # doctest: +SKIP
+    >>> for frame in movie:                                          # doctest: +SKIP
+    ...     for update in tracker.push(frame):
+    ...         use(update.to_dataframe())
+    >>> tracks = tracker.finish()                                    # doctest: +SKIP
+
+    Options are those of :class:`TrackerConfig` (given as a config or keywords); detection options are
+    a :class:`~edgetrack.runtime.detect.config.DetectConfig` (or a dict). Ids are per tracker instance.
+    """
+
+    def __init__(self, config: TrackerConfig | dict | None = None, *, detect: DetectConfig | dict | None = None,
+                 **options) -> None:
+        if isinstance(config, TrackerConfig):
+            self.config = config.replace(**options) if options else config
+        else:
+            self.config = TrackerConfig.from_dict(config or {}, **options)
+        self.detect_config = detect if isinstance(detect, DetectConfig) else DetectConfig.from_dict(detect or {})
+        cfg = self.config
+        self._linker = get_linker(cfg.linker)
+        self._linker_options = self._linker.parse_options(cfg.linker_options)
+        self.timed_out_windows = 0  # 'ilp' solves cut by their time limit (best solution found was used)
+        self.conflicts = 0  # detections that several parents competed for (merges are never created)
+        if cfg.scorer == "distance":
+            sigma = cfg.step_sigma if cfg.step_sigma is not None else cfg.max_distance / 3.0
+            self._scorer = make_scorer("distance", step_sigma=sigma, gap_penalty=cfg.gap_penalty)
+        else:
+            self._scorer = make_scorer(cfg.scorer)
+            if hasattr(self._scorer, "configure"):  # learned scorers get the graph's geometry
+                self._scorer.configure(max_distance=cfg.max_distance)
+        # a scorer with ``needs_window = True`` scores all edges of the window together at solve time
+        # (a graph network needs the neighbourhood); others score each frame's new edges once
+        self._window_scoring = bool(getattr(self._scorer, "needs_window", False))
+        self._blocks: deque[Block] = deque()
+        self._columns: tuple[str, ...] | None = None
+        self._frame_shape: tuple[int, ...] | None = None
+        self._next_frame = 0  # index the next pushed frame gets
+        self._next_id = 0  # next stream-wide detection id
+        self._next_track = 0  # next track id (per instance)
+        self._n_committed_frames = 0
+        self._results: list[TrackUpdate] = []
+        self._finished = False
+        self.degraded_windows = 0  # windows solved greedily instead of by LAP (see max_component)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def frames_pushed(self) -> int:
+        return self._next_frame
+
+    @property
+    def frames_committed(self) -> int:
+        return self._n_committed_frames
+
+    def push(self, item: np.ndarray | pd.DataFrame, frame: int | None = None) -> list[TrackUpdate]:
+        """Add the next frame (a 2-D image) or its detections (a DataFrame with ``y, x`` [+ features]).
+
+        ``frame`` may be given to skip ahead (frames in between are treated as empty); it must increase.
+        Returns the updates (0 or more committed frames) that became final with this push.
+        """
+        if self._finished:
+            raise InputError("this Tracker has finished; create a new one for a new stream")
+        index = self._next_frame if frame is None else int(frame)
+        if index < self._next_frame:
+            raise InputError(f"frame {index} pushed after frame {self._next_frame - 1}: frames must increase")
+        # validate (and detect) before anything changes, so a rejected item leaves the tracker untouched
+        if isinstance(item, pd.DataFrame):
+            values = self._values_from_table(item)
+        else:
+            values = self._values_from_image(item)
+        updates: list[TrackUpdate] = []
+        while self._next_frame < index:  # skipped frames are empty
+            updates.extend(self._add(self._empty_values()))
+        updates.extend(self._add(values))
+        return updates
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Detect the spots of one frame with this tracker's settings, without pushing it.
+
+        Returns float64 (n, len(SPOT_FEATURES)). Safe to call from a worker thread (the Numba kernels
+        release the GIL), which is how :func:`edgetrack.runtime.stream.pipeline.track_frames` overlaps the
+        detection of the next frames with the linking of the current one.
+        """
+        return self._detect_checked(check_frame(np.asarray(image)))
+
+    def _detect_checked(self, image: np.ndarray) -> np.ndarray:
+        if self.config.invert:
+            image = image.max() - image if image.size else image
+        return detect_spots_array(image, self.detect_config)
+
+    def push_spots(self, spots: np.ndarray, frame_shape: tuple[int, ...] | None = None,
+                   frame: int | None = None) -> list[TrackUpdate]:
+        """Push the spots of the next frame as returned by :meth:`detect` (float64 (n, len(SPOT_FEATURES)))."""
+        spots = np.asarray(spots, dtype=np.float64)
+        if spots.ndim != 2 or spots.shape[1] != len(SPOT_FEATURES):
+            raise InputError(f"spots must have shape (n, {len(SPOT_FEATURES)}), got {spots.shape}")
+        if frame_shape is not None:
+            self._check_shape(tuple(frame_shape))
+        index = self._next_frame if frame is None else int(frame)
+        if index < self._next_frame:
+            raise InputError(f"frame {index} pushed after frame {self._next_frame - 1}: frames must increase")
+        self._set_columns(SPOT_FEATURES)
+        updates: list[TrackUpdate] = []
+        while self._next_frame < index:
+            updates.extend(self._add(self._empty_values()))
+        updates.extend(self._add(np.ascontiguousarray(spots)))
+        return updates
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        if self._frame_shape is None:
+            self._frame_shape = shape
+        elif shape != self._frame_shape:
+            raise InputError(f"frame {self._next_frame} has shape {shape}, but earlier frames had {self._frame_shape}")
+
+    def push_many(self, items: Iterable[np.ndarray | pd.DataFrame]) -> Iterator[TrackUpdate]:
+        """Push every item of an iterable, yielding updates as they become final (like a generator linker)."""
+        for item in items:
+            yield from self.push(item)
+
+    def flush(self) -> list[TrackUpdate]:
+        """Commit every remaining frame (the end of the stream) and return their updates."""
+        updates: list[TrackUpdate] = []
+        while self._n_undecided() > 0:
+            updates.append(self._solve_and_commit())
+        self._finished = True
+        return updates
+
+    def finish(self) -> pd.DataFrame:
+        """Flush and return every committed track point (needs ``keep_results=True``), sorted by frame."""
+        self.flush()
+        if not self.config.keep_results:
+            raise InputError("finish() needs keep_results=True; with keep_results=False consume the push() updates")
+        return self.results()
+
+    def results(self) -> pd.DataFrame:
+        """The committed track points so far as one DataFrame (frame, y, x, track_id, ... features).
+
+        With divisions on (``max_children > 1``) the ids are renumbered from the committed links (see
+        :mod:`edgetrack.runtime.link.lineage`), so they can differ from those of the live updates.
+        """
+        columns = self._columns or ("y", "x")
+        if not self._results:
+            return points_frame(np.zeros(0, np.int64), columns, np.zeros((0, len(columns))),
+                                 np.zeros(0, np.int64), np.zeros(0, np.int64) if self._divisions else None)
+        frame = np.concatenate([np.full(len(u), u.frame, np.int64) for u in self._results])
+        values = np.concatenate([u.values for u in self._results])
+        track = np.concatenate([u.track_id for u in self._results])
+        parent = None
+        if self._divisions:
+            # Ids rebuilt from the committed links: a mother always ends where she divides, even when her
+            # daughters were committed in different frames (live updates could not wait for the second).
+            det = np.concatenate([u.det_id for u in self._results])
+            parent_det = np.concatenate([u.parent_det_id for u in self._results])
+            known = np.isin(parent_det, det)  # a resumed tracker's results start mid-stream
+            track, parent = tracks_from_links(det, np.where(known, parent_det, -1))
+        return points_frame(frame, columns, values, track, parent)
+
+    @property
+    def _divisions(self) -> bool:
+        return self.config.max_children > 1
+
+    # ------------------------------------------------------------------ checkpoint / resume
+    def checkpoint(self) -> dict:
+        """The tracker's whole state as plain values and numpy arrays (copies).
+
+        ``Tracker.resume(state)`` continues the stream exactly where it stopped: the same pushes then give
+        the same updates as an uninterrupted tracker. Save it to disk with
+        :func:`edgetrack.runtime.stream.checkpoint.save_checkpoint`.
+        """
+        blocks = []
+        for b in self._blocks:
+            blocks.append({
+                "frame": b.frame, "first_id": b.first_id, "values": b.values.copy(),
+                "locked_parent": b.locked_parent.copy(), "child_count": b.child_count.copy(),
+                "track_id": b.track_id.copy(), "score_in": b.score_in.copy(),
+                "edges_in": {k: v.copy() for k, v in b.edges_in._asdict().items()},
+            })
+        results = None
+        if self._results:
+            results = {
+                "frame": np.array([u.frame for u in self._results], np.int64),
+                "length": np.array([len(u) for u in self._results], np.int64),
+                "values": np.concatenate([u.values for u in self._results]),
+                "track_id": np.concatenate([u.track_id for u in self._results]),
+                "parent_track_id": np.concatenate([u.parent_track_id for u in self._results]),
+                "det_id": np.concatenate([u.det_id for u in self._results]),
+                "parent_det_id": np.concatenate([u.parent_det_id for u in self._results]),
+            }
+        return {
+            "format": "edgetrack-tracker-checkpoint",
+            "version": 1,
+            "config": self.config.to_dict(),
+            "detect_config": self.detect_config.to_dict(),
+            "columns": list(self._columns) if self._columns is not None else None,
+            "frame_shape": list(self._frame_shape) if self._frame_shape is not None else None,
+            "next_frame": self._next_frame, "next_id": self._next_id, "next_track": self._next_track,
+            "n_committed_frames": self._n_committed_frames, "finished": self._finished,
+            "blocks": blocks, "results": results,
+        }
+
+    @classmethod
+    def resume(cls, state: dict) -> "Tracker":
+        """A tracker restored from :meth:`checkpoint` (or :func:`~edgetrack.runtime.stream.checkpoint.load_checkpoint`)."""
+        if not isinstance(state, dict) or state.get("format") != "edgetrack-tracker-checkpoint":
+            raise InputError("not an edgetrack tracker checkpoint")
+        if state.get("version") != 1:
+            raise InputError(f"unsupported checkpoint version {state.get('version')!r} (this edgetrack reads 1)")
+        try:
+            tracker = cls(TrackerConfig.from_dict(state["config"]), detect=DetectConfig.from_dict(state["detect_config"]))
+            tracker._columns = tuple(state["columns"]) if state["columns"] is not None else None
+            tracker._frame_shape = tuple(state["frame_shape"]) if state["frame_shape"] is not None else None
+            tracker._next_frame = int(state["next_frame"])
+            tracker._next_id = int(state["next_id"])
+            tracker._next_track = int(state["next_track"])
+            tracker._n_committed_frames = int(state["n_committed_frames"])
+            tracker._finished = bool(state["finished"])
+            for b in state["blocks"]:
+                e = b["edges_in"]
+                edges = CandidateEdges(*(np.asarray(e[k]) for k in CandidateEdges._fields))
+                tracker._blocks.append(Block(
+                    frame=int(b["frame"]), first_id=int(b["first_id"]), values=np.asarray(b["values"], np.float64),
+                    locked_parent=np.asarray(b["locked_parent"], np.int64),
+                    child_count=np.asarray(b["child_count"], np.int64).copy(),
+                    track_id=np.asarray(b["track_id"], np.int64).copy(), edges_in=edges,
+                    score_in=np.asarray(b["score_in"], np.float64)))
+            r = state["results"]
+            if r is not None:
+                bounds = np.concatenate([[0], np.cumsum(r["length"])])
+                columns = tracker._columns or ("y", "x")
+                for k, frame in enumerate(r["frame"]):
+                    sl = slice(int(bounds[k]), int(bounds[k + 1]))
+                    tracker._results.append(TrackUpdate(
+                        frame=int(frame), columns=columns, values=np.asarray(r["values"][sl], np.float64),
+                        track_id=np.asarray(r["track_id"][sl]), parent_track_id=np.asarray(r["parent_track_id"][sl]),
+                        det_id=np.asarray(r["det_id"][sl]), parent_det_id=np.asarray(r["parent_det_id"][sl])))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InputError(f"corrupt tracker checkpoint ({type(exc).__name__}: {exc})") from None
+        return tracker
+
+    # ------------------------------------------------------------------ input conversion
+    def _values_from_image(self, image: np.ndarray) -> np.ndarray:
+        image = check_frame(np.asarray(image))
+        self._check_shape(image.shape)
+        values = self._detect_checked(image)
+        self._set_columns(SPOT_FEATURES)
+        return values
+
+    def _values_from_table(self, table: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in ("y", "x") if c not in table.columns]
+        if missing:
+            raise InputError(f"detections of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
+        features = [c for c in table.columns if c not in ("frame", "y", "x", "track_id", "parent_track_id", "particle")
+                    and pd.api.types.is_numeric_dtype(table[c])]
+        columns = ("y", "x", *features)
+        if self._columns is not None and columns != self._columns:
+            columns_needed = self._columns
+            absent = [c for c in columns_needed if c not in table.columns]
+            if absent:
+                raise InputError(f"detections of frame {self._next_frame}: missing column(s) {', '.join(absent)} "
+                                 "present in earlier frames")
+            columns = columns_needed
+        try:
+            values = np.empty((len(table), len(columns)), np.float64)
+            for j, name in enumerate(columns):
+                values[:, j] = table[name].to_numpy(dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"detections of frame {self._next_frame}: non-numeric values ({exc})") from None
+        if values.size and not np.isfinite(values[:, :2]).all():
+            raise InputError(f"detections of frame {self._next_frame}: NaN or inf in y/x")
+        self._set_columns(columns)
+        return values
+
+    def _set_columns(self, columns: Sequence[str]) -> None:
+        columns = tuple(columns)
+        if self._columns is None:
+            self._columns = columns
+        elif columns != self._columns:
+            raise InputError(f"frame {self._next_frame}: columns {columns} differ from earlier frames' {self._columns}"
+                             " (do not mix images and detection tables in one stream)")
+
+    def _empty_values(self) -> np.ndarray:
+        return np.zeros((0, len(self._columns or ("y", "x"))), np.float64)
+
+    # ------------------------------------------------------------------ window mechanics
+    def _n_undecided(self) -> int:
+        return sum(1 for b in self._blocks if b.frame >= self._n_committed_frames)
+
+    def _add(self, values: np.ndarray) -> list[TrackUpdate]:
+        cfg = self.config
+        t = self._next_frame
+        if values.shape[0] > 1:  # canonical order inside a frame: by y, then x (input order never matters)
+            order = np.lexsort((values[:, 1], values[:, 0]))
+            values = np.ascontiguousarray(values[order])
+        n = values.shape[0]
+        past = [b for b in self._blocks if b.frame >= t - cfg.max_gap]
+        if past and n:
+            past_frame = np.concatenate([np.full(b.n, b.frame, np.int64) for b in past])
+            past_vals = np.concatenate([b.values for b in past]) if len(past) > 1 else past[0].values
+            edges = edges_into_frame(past_frame, np.ascontiguousarray(past_vals[:, 0]), np.ascontiguousarray(past_vals[:, 1]),
+                                     np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1]), t,
+                                     cfg.max_distance, cfg.max_gap, past_offset=past[0].first_id, new_offset=self._next_id)
+            score = (np.zeros(len(edges.src), np.float64) if self._window_scoring
+                     else np.asarray(self._scorer.score(edges), dtype=np.float64))
+            edges, score = cap_candidates(edges, score, self._next_id, n, cfg.max_candidates)
+        else:
+            edges = concat_edges([])
+            score = np.zeros(0, np.float64)
+        block = Block(
+            frame=t, first_id=self._next_id, values=values,
+            locked_parent=np.full(n, UNDECIDED, np.int64), child_count=np.zeros(n, np.int64),
+            track_id=np.full(n, -1, np.int64), edges_in=edges, score_in=score,
+        )
+        self._blocks.append(block)
+        self._next_id += n
+        self._next_frame += 1
+        updates = []
+        while self._n_undecided() >= cfg.window:
+            updates.append(self._solve_and_commit())
+        return updates
+
+    def _solve_and_commit(self) -> TrackUpdate:
+        cfg = self.config
+        blocks = list(self._blocks)
+        first_id = blocks[0].first_id
+        node_frame = np.concatenate([np.full(b.n, b.frame, np.int64) for b in blocks])
+        locked = np.concatenate([b.locked_parent for b in blocks])
+        child_count = np.concatenate([b.child_count for b in blocks])
+        undecided_blocks = [b for b in blocks if b.frame >= self._n_committed_frames]
+        edges = concat_edges([b.edges_in for b in undecided_blocks])
+        score = np.concatenate([b.score_in for b in undecided_blocks]) if undecided_blocks else np.zeros(0)
+        # the linker only needs to know which parents are fixed; a fixed parent outside the window becomes -1
+        locked_local = np.where(locked == UNDECIDED, UNDECIDED, np.maximum(locked - first_id, -1))
+        locked_local[locked == -1] = -1
+        src = edges.src - first_id
+        dst = edges.dst - first_id
+        # sources that left the window (older than max_gap before the oldest undecided frame) cannot be linked
+        keep = src >= 0
+        src, dst, score = src[keep], dst[keep], score[keep]
+        dt, dist = edges.dt[keep], edges.dist[keep]
+        if self._window_scoring and len(src):
+            values = np.concatenate([b.values for b in blocks])
+            local = CandidateEdges(src, dst, dt, edges.dy[keep], edges.dx[keep], dist)
+            score = self._score_window(node_frame, values, local)
+        linker = self._linker
+        if cfg.linker == "lap" and len(src):
+            largest = largest_frame_component(node_frame, src, dst, locked_local)
+            if largest > cfg.max_component:
+                warnings.warn(DegradedWarning(
+                    f"frame {int(node_frame[dst].min())}+: a linking problem of {largest} connected detections "
+                    f"(more than max_component={cfg.max_component}); this window is linked greedily to keep up"),
+                    stacklevel=4)
+                linker = get_linker("greedy")
+                self.degraded_windows += 1
+        if len(node_frame):
+            problem = LinkProblem.from_arrays(node_frame, src, dst, dt, score, locked_local, child_count,
+                                              max_children=cfg.max_children, min_score=cfg.min_score, dist=dist)
+            result = linker(problem, self._linker_options if linker is self._linker else None)
+            self.timed_out_windows += int(result.timed_out)
+            self.conflicts += len(result.conflicts)
+            parent_local = result.parent
+        else:
+            parent_local = np.zeros(0, np.int64)
+        # commit the oldest undecided frame
+        commit = undecided_blocks[0]
+        offset = commit.first_id - first_id
+        parents = parent_local[offset:offset + commit.n]
+        parent_global = np.where(parents >= 0, parents + first_id, -1)
+        update = self._commit_block(commit, parent_global)
+        self._n_committed_frames = commit.frame + 1
+        # drop blocks that can no longer be the source of an undecided detection
+        oldest_needed = self._n_committed_frames - cfg.max_gap
+        while self._blocks and self._blocks[0].frame < oldest_needed:
+            self._blocks.popleft()
+        if cfg.keep_results:
+            self._results.append(update)
+        return update
+
+    def _score_window(self, node_frame: np.ndarray, values: np.ndarray, edges: CandidateEdges) -> np.ndarray:
+        score = np.asarray(self._scorer.score_window(node_frame, values, self._columns or ("y", "x"), edges),
+                           dtype=np.float64)
+        if score.shape != edges.src.shape:
+            raise InputError(f"scorer {self.config.scorer!r} returned {score.shape[0] if score.ndim else 0} scores "
+                             f"for {len(edges.src)} edges")
+        return score
+
+    def _commit_block(self, block: Block, parent_global: np.ndarray) -> TrackUpdate:
+        n = block.n
+        parent_track = np.full(n, -1, np.int64)
+        inherited = np.full(n, -1, np.int64)  # track id of the parent, where linked
+        prior_children = np.zeros(n, np.int64)
+        linked = parent_global >= 0
+        for pb in self._blocks:
+            if pb is block or pb.n == 0:
+                continue
+            sel = linked & (parent_global >= pb.first_id) & (parent_global < pb.first_id + pb.n)
+            if not sel.any():
+                continue
+            j = parent_global[sel] - pb.first_id
+            inherited[sel] = pb.track_id[j]
+            prior_children[sel] = pb.child_count[j]
+            np.add.at(pb.child_count, j, 1)
+        # a parent with two children (now, or one earlier and one now) is a division: children start new tracks
+        siblings = np.zeros(n, np.int64)
+        if linked.any():
+            _, inverse, counts = np.unique(parent_global[linked], return_inverse=True, return_counts=True)
+            siblings[linked] = counts[inverse]
+        dividing = linked & ((siblings > 1) | (prior_children > 0))
+        new = ~linked | dividing
+        track_id = inherited.copy()
+        n_new = int(new.sum())
+        track_id[new] = self._next_track + np.arange(n_new, dtype=np.int64)
+        self._next_track += n_new
+        parent_track[dividing] = inherited[dividing]
+        block.locked_parent[:] = parent_global
+        block.track_id[:] = track_id
+        # edges into a committed block are no longer needed
+        block.edges_in = concat_edges([])
+        block.score_in = np.zeros(0, np.float64)
+        det_id = block.first_id + np.arange(n, dtype=np.int64)
+        return TrackUpdate(frame=block.frame, columns=self._columns or ("y", "x"), values=block.values,
+                           track_id=track_id, parent_track_id=parent_track, det_id=det_id, parent_det_id=parent_global)
+
+
