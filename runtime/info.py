@@ -88,7 +88,8 @@ def _core_checks() -> list[Check]:
     return out
 
 
-def _dummy_inputs(session) -> dict:
+def dummy_inputs(session) -> dict:
+    """Inputs of the right shapes and dtypes for one small run of an ONNX Runtime ``session``."""
     import numpy as np
 
     types = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
@@ -128,7 +129,7 @@ def _model_checks(provider: str | None) -> list[Check]:
             out.append(Check("models", name, "fail", str(exc), "reinstall edgetrack"))
             continue
         try:
-            feed = _dummy_inputs(model.session)
+            feed = dummy_inputs(model.session)
             model.session.run(None, feed)  # the first run allocates; time the second
             t0 = time.perf_counter()
             model.session.run(None, feed)
@@ -143,10 +144,11 @@ def numba_cache_state() -> tuple[Path, bool]:
     """(folder of the detection kernels' Numba cache, whether it holds compiled kernels)."""
     from numba.core.config import CACHE_DIR
 
-    spec = importlib.util.find_spec("edgetrack.runtime.detect.kernels")
+    spec = importlib.util.find_spec("edgetrack.runtime.detect.filters")
     source = Path(spec.origin) if spec and spec.origin else Path(".")
     folder = Path(CACHE_DIR) if CACHE_DIR else source.parent / "__pycache__"
-    warm = folder.is_dir() and any(folder.glob("kernels.*.nbi"))
+    pattern = "filters.*.nbi"
+    warm = folder.is_dir() and any(folder.rglob(pattern) if CACHE_DIR else folder.glob(pattern))
     return folder, warm
 
 

@@ -35,6 +35,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# commands that detect and link spots: on a cold Numba cache their linking kernels compile in a helper process
+WARMUP_COMMANDS = frozenset({"track", "demo", "serve"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgetrack.runtime import __version__
 
@@ -57,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``edgetrack`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in WARMUP_COMMANDS and getattr(args, "masks", None) is None:
+        from edgetrack.runtime.cli.warmup import announce_and_warm
+
+        announce_and_warm(quiet=bool(getattr(args, "quiet", False)))
     try:
         with handling_sigint():
             code = int(args._run(args) or 0)

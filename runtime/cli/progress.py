@@ -27,12 +27,15 @@ class Progress:
         self._last = 0.0
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._next_pct = 10
+        self._first: tuple[float, int] | None = None  # (time, count) of the first update: the rate starts there
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (now, self.done)
         if not self.enabled:
             return
-        now = time.perf_counter()
         if self._tty:
             if now - self._last >= self.interval:
                 self._last = now
@@ -45,13 +48,21 @@ class Progress:
                 self.stream.write(self._line(now) + "\n")
                 self.stream.flush()
 
+    def rate(self, now: float | None = None) -> float | None:
+        """Items per second since the first update (start-up and one-time compilation excluded), or None
+        before two updates."""
+        now = time.perf_counter() if now is None else now
+        if self._first is None or self.done <= self._first[1] or now <= self._first[0]:
+            return None
+        return (self.done - self._first[1]) / (now - self._first[0])
+
     def _line(self, now: float) -> str:
-        elapsed = max(now - self._start, 1e-9)
-        rate = self.done / elapsed
+        rate = self.rate(now)
+        shown = f"{rate:.1f} {self.unit}/s" if rate is not None else f"- {self.unit}/s"
         if self.total:
-            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            return f"{self.label} {self.done}/{self.total} {self.unit} {rate:.1f} {self.unit}/s eta {eta:.0f} s"
-        return f"{self.label} {self.done} {self.unit} {rate:.1f} {self.unit}/s"
+            eta = f"eta {(self.total - self.done) / rate:.0f} s" if rate else "eta -"
+            return f"{self.label} {self.done}/{self.total} {self.unit} {shown} {eta}"
+        return f"{self.label} {self.done} {self.unit} {shown}"
 
     def close(self) -> None:
         if self.enabled and self._tty:

@@ -1,6 +1,6 @@
 """Spot detection: sub-pixel positions and features of diffraction-limited spots in one frame.
 
-Pipeline per frame (Numba kernels in :mod:`edgetrack.runtime.detect.kernels`):
+Pipeline per frame (Numba kernels in :mod:`~edgetrack.runtime.detect.filters`, :mod:`~edgetrack.runtime.detect.fitting`, :mod:`~edgetrack.runtime.detect.deblend`):
 
 1. band-pass: Gaussian smoothing at ``psf_sigma`` (the matched filter of a Gaussian spot) minus
    the mean of a ``(2b+1)^2`` box (local background), edges replicated;
@@ -30,9 +30,16 @@ import threading
 
 import numpy as np
 import pandas as pd
-
-from edgetrack.runtime.detect import kernels as _k
 from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.detect.deblend import (
+    add_residual_spots,
+    deblend,
+    drop_faint,
+    seed_spots,
+    spot_table,
+)
+from edgetrack.runtime.detect.filters import bandpass, local_maxima, robust_noise
+from edgetrack.runtime.detect.layout import COL_MASS, COL_X, COL_Y, ST_COLS
 from edgetrack.runtime.errors import InputError
 
 SPOT_FEATURES: tuple[str, ...] = ("y", "x", "mass", "size", "signal", "eccentricity")
@@ -178,31 +185,31 @@ def _fit_frame(img: np.ndarray, filt: np.ndarray, base: float, excess: float, pr
     float64 (n, 6) spot rows in no particular order."""
     sigma, fit_r, render_r = float(cfg.psf_sigma), plan.fit_r, plan.render_r
     iters, sweeps = int(cfg.refine_iterations), int(cfg.deblend_sweeps)
-    ys, xs = _k.local_maxima(filt, base, excess, prof_y, prof_x, plan.dy, plan.dx)
-    st = np.empty((len(ys), _k.ST_COLS))
+    ys, xs = local_maxima(filt, base, excess, prof_y, prof_x, plan.dy, plan.dx)
+    st = np.empty((len(ys), ST_COLS))
     alive = np.ones(len(ys), dtype=np.bool_)
     seed = np.ones(len(ys), dtype=np.bool_)
     partner = np.full(len(ys), -1, dtype=np.int64)
     fit = (sigma, fit_r, iters, render_r)
-    n = _k.seed_spots(img, ws.model, filt, ys, xs, st, *fit)
+    n = seed_spots(img, ws.model, filt, ys, xs, st, *fit)
     if sweeps > 0 and n > 0:
         # One sweep settles crowded spots before the residual search (more changed nothing
         # measurable on the benchmark movies); the full sweeps come after it.
-        _k.deblend(img, ws.model, st, alive, partner, seed, *fit, 1)
-        _k.bandpass(img, ws.model, True, plan.kernel, plan.box_half, ws.residual)
-        ys1, xs1 = _k.local_maxima(ws.residual, base, excess, prof_y, prof_x, plan.dy, plan.dx)
+        deblend(img, ws.model, st, alive, partner, seed, *fit, 1)
+        bandpass(img, ws.model, True, plan.kernel, plan.box_half, ws.residual)
+        ys1, xs1 = local_maxima(ws.residual, base, excess, prof_y, prof_x, plan.dy, plan.dx)
         if len(ys1):
             more = len(ys1)
-            st = np.concatenate([st, np.empty((more, _k.ST_COLS))])
+            st = np.concatenate([st, np.empty((more, ST_COLS))])
             alive = np.concatenate([alive, np.ones(more, dtype=np.bool_)])
             partner = np.concatenate([partner, np.full(more, -1, dtype=np.int64)])
             seed = np.zeros(n + more, dtype=np.bool_)
-            n = _k.add_residual_spots(img, ws.model, ws.residual, ys1, xs1, st, n, alive, partner, seed, *fit)
+            n = add_residual_spots(img, ws.model, ws.residual, ys1, xs1, st, n, alive, partner, seed, *fit)
             st, alive, partner, seed = st[:n], alive[:n], partner[:n], seed[:n]
-            _k.deblend(img, ws.model, st, alive, partner, seed, *fit, sweeps)
-    if _k.drop_faint(ws.model, st, alive, seed, min_amp, sigma, render_r) and sweeps > 0:
-        _k.deblend(img, ws.model, st, alive, partner, seed, *fit, sweeps)
-    return _k.spot_table(img, ws.model, st, alive, sigma, render_r, plan.mass_radius)
+            deblend(img, ws.model, st, alive, partner, seed, *fit, sweeps)
+    if drop_faint(ws.model, st, alive, seed, min_amp, sigma, render_r) and sweeps > 0:
+        deblend(img, ws.model, st, alive, partner, seed, *fit, sweeps)
+    return spot_table(img, ws.model, st, alive, sigma, render_r, plan.mass_radius)
 
 
 def _threshold(img: np.ndarray, filt: np.ndarray, cfg: DetectConfig) -> tuple[float, float]:
@@ -214,7 +221,7 @@ def _threshold(img: np.ndarray, filt: np.ndarray, cfg: DetectConfig) -> tuple[fl
     # spaced to give about _SAMPLES_FOR_NOISE pixels.
     step_x = min(4, w)
     step_y = max(1, int(h * ((w + step_x - 1) // step_x) / _SAMPLES_FOR_NOISE))
-    med, noise, scale = _k.robust_noise(img, filt, step_y, step_x)
+    med, noise, scale = robust_noise(img, filt, step_y, step_x)
     # A floor keeps flat frames (noise 0) from turning float rounding into maxima.
     return med, max(cfg.snr_threshold * noise, 1e-5 * max(scale, 1.0))
 
@@ -239,7 +246,7 @@ def detect_spots_array(frame: np.ndarray, config: DetectConfig | None = None) ->
         img = ws.image
         np.copyto(img, arr, casting="unsafe")
     filt = ws.filtered
-    _k.bandpass(img, img, False, plan.kernel, plan.box_half, filt)
+    bandpass(img, img, False, plan.kernel, plan.box_half, filt)
     h, w = img.shape
     base, excess = _threshold(img, filt, cfg)
     # Spots whose fitted amplitude would reach less than min_amplitude_fraction of the
@@ -248,12 +255,12 @@ def detect_spots_array(frame: np.ndarray, config: DetectConfig | None = None) ->
     min_amp = cfg.min_amplitude_fraction * max(excess if cfg.threshold is None else base, 0.0) / plan.gain
     spots = _fit_frame(img, filt, base, excess, _noise_profile(cfg, h), _noise_profile(cfg, w), min_amp, cfg,
                        plan, ws)
-    spots = spots[spots[:, _k.COL_MASS] >= cfg.min_mass]
+    spots = spots[spots[:, COL_MASS] >= cfg.min_mass]
     if cfg.max_spots is not None and spots.shape[0] > cfg.max_spots:
         # Brightest first; ties keep the current order (stable sort), so the choice is deterministic.
-        order = np.argsort(-spots[:, _k.COL_MASS], kind="stable")[: cfg.max_spots]
+        order = np.argsort(-spots[:, COL_MASS], kind="stable")[: cfg.max_spots]
         spots = spots[order]
-    order = np.lexsort((spots[:, _k.COL_X], spots[:, _k.COL_Y]))
+    order = np.lexsort((spots[:, COL_X], spots[:, COL_Y]))
     return np.ascontiguousarray(spots[order])
 
 

@@ -1,0 +1,362 @@
+"""Detection kernels that turn maxima into spots: seeding brightest first, deblending crowded spots,
+spots hidden in the residual, dropping faint ones, and the final spot table (Numba).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from edgetrack.runtime.detect.filters import argsort
+from edgetrack.runtime.detect.fitting import (
+    fit_pair,
+    fit_scratch,
+    fit_spot,
+    render,
+    spot_features,
+)
+from edgetrack.runtime.detect.layout import (
+    COL_ECC,
+    COL_MASS,
+    COL_SIGNAL,
+    COL_SIZE,
+    COL_X,
+    COL_Y,
+    DEBLEND_TOL,
+    N_COLS,
+    ST_AMP,
+    ST_BG,
+    ST_SIG,
+    ST_X,
+    ST_Y,
+)
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _near(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, radius: float) -> np.ndarray:
+    """True for each live spot within ``radius`` px of another spot where one of the two is a
+    seed (a seed that is no longer alive still flags its live neighbours)."""
+    n = ys.shape[0]
+    flag = np.zeros(n, np.bool_)
+    if n == 0:
+        return flag
+    # Spots in order of their pixel row (a counting sort): a candidate neighbour further down
+    # than radius + 1 px ends the scan, since rows only grow along the order.
+    lo = int(np.floor(ys[0]))
+    hi = lo
+    for i in range(n):
+        r = int(np.floor(ys[i]))
+        lo = min(lo, r)
+        hi = max(hi, r)
+    start = np.zeros(hi - lo + 2, np.int64)
+    for i in range(n):
+        start[int(np.floor(ys[i])) - lo + 1] += 1
+    for k in range(1, hi - lo + 2):
+        start[k] += start[k - 1]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        k = int(np.floor(ys[i])) - lo
+        order[start[k]] = i
+        start[k] += 1
+    r2 = radius * radius
+    reach = radius + 1.0
+    for a in range(n):
+        i = order[a]
+        if not (alive[i] or seed[i]):
+            continue
+        for c in range(a + 1, n):
+            j = order[c]
+            dy = ys[j] - ys[i]
+            if dy >= reach:
+                break
+            if not (seed[i] or seed[j]) or not (alive[j] or seed[j]):
+                continue
+            dx = xs[j] - xs[i]
+            if dy * dy + dx * dx < r2:
+                if alive[i]:
+                    flag[i] = True
+                if alive[j]:
+                    flag[j] = True
+    return flag
+
+
+@njit(cache=True, nogil=True)
+def deblend(
+    img: np.ndarray,
+    model: np.ndarray,
+    st: np.ndarray,
+    alive: np.ndarray,
+    partner: np.ndarray,
+    seed: np.ndarray,
+    sigma: float,
+    fit_r: int,
+    max_iter: int,
+    render_r: int,
+    max_sweeps: int,
+) -> None:
+    """Gauss-Seidel sweeps: refit live spots (rows of ``st``, see :func:`seed_spots`) that have
+    a neighbour within 5 sigma against the model of all the others, updating ``model`` as it
+    goes. Spots paired in ``partner`` (int64 (n,), the other half of a split blob, -1 none)
+    are fitted jointly. The first sweep takes the neighbour pairs with a ``seed`` spot in them
+    (``seed``: bool (n,), overwritten; all live spots: every crowded spot), later sweeps those
+    with a spot that moved by more than DEBLEND_TOL px; it stops when none moved or after
+    ``max_sweeps`` sweeps."""
+    n = st.shape[0]
+    scratch = fit_scratch(sigma, fit_r, 0.0)
+    tol2 = DEBLEND_TOL * DEBLEND_TOL
+    done = np.zeros(n, np.bool_)
+    for _ in range(max_sweeps):
+        todo = _near(st[:, ST_Y], st[:, ST_X], alive, seed, 5.0 * sigma)
+        for i in range(n):
+            seed[i] = False
+            done[i] = False
+        any_moved = False
+        for i in range(n):
+            if done[i] or not todo[i]:
+                continue
+            j = partner[i]
+            ok = False
+            if j >= 0 and alive[j]:
+                ok, y1, x1, a1, y2, x2, a2, bg = fit_pair(img, model, st[i, ST_Y], st[i, ST_X], st[i, ST_AMP],
+                                                           st[j, ST_Y], st[j, ST_X], st[j, ST_AMP],
+                                                           sigma, fit_r, max_iter, render_r)
+            if ok:
+                moved_i = _move(model, st, i, y1, x1, a1, bg, sigma, render_r) > tol2
+                moved_j = _move(model, st, j, y2, x2, a2, bg, sigma, render_r) > tol2
+                if moved_i or moved_j:
+                    seed[i] = True
+                    seed[j] = True
+                    any_moved = True
+                done[j] = True
+                continue
+            y, x, a, bg = fit_spot(img, model, st[i, ST_Y], st[i, ST_X], st[i, ST_AMP], sigma, fit_r, max_iter,
+                                    render_r, scratch)
+            if _move(model, st, i, y, x, a, bg, sigma, render_r) > tol2:
+                seed[i] = True
+                any_moved = True
+        if not any_moved:
+            break
+
+
+@njit(cache=True, nogil=True)
+def _move(
+    model: np.ndarray, st: np.ndarray, i: int, y: float, x: float, amp: float, bg: float, sigma: float,
+    render_r: int
+) -> float:
+    """Replace spot i's fit in ``st`` and in ``model``; returns the squared shift (px^2)."""
+    render(model, st[i, ST_Y], st[i, ST_X], -st[i, ST_AMP], sigma, render_r)
+    render(model, y, x, amp, sigma, render_r)
+    shift2 = (y - st[i, ST_Y]) ** 2 + (x - st[i, ST_X]) ** 2
+    st[i, ST_Y] = y
+    st[i, ST_X] = x
+    st[i, ST_AMP] = amp
+    st[i, ST_BG] = bg
+    return shift2
+
+
+@njit(cache=True, nogil=True)
+def _parabola_peak(filt: np.ndarray, i: int, j: int) -> tuple[float, float]:
+    """Sub-pixel peak of ``filt`` near the maximum (i, j): a parabola through each axis' three
+    pixels (offset clipped to +-0.5 px); the start of the position fit."""
+    h, w = filt.shape
+    y = float(i)
+    x = float(j)
+    if 0 < i < h - 1:
+        lo = float(filt[i - 1, j])
+        mid = float(filt[i, j])
+        hi = float(filt[i + 1, j])
+        curv = lo - 2.0 * mid + hi
+        if curv < 0.0:
+            y += min(max(0.5 * (lo - hi) / curv, -0.5), 0.5)
+    if 0 < j < w - 1:
+        lo = float(filt[i, j - 1])
+        mid = float(filt[i, j])
+        hi = float(filt[i, j + 1])
+        curv = lo - 2.0 * mid + hi
+        if curv < 0.0:
+            x += min(max(0.5 * (lo - hi) / curv, -0.5), 0.5)
+    return y, x
+
+
+@njit(cache=True, nogil=True)
+def _add_spot(
+    img: np.ndarray,
+    model: np.ndarray,
+    peak_img: np.ndarray,
+    i: int,
+    j: int,
+    st: np.ndarray,
+    k: int,
+    sigma: float,
+    fit_r: int,
+    max_iter: int,
+    render_r: int,
+    scratch: np.ndarray,
+) -> None:
+    """Fit a new spot from the maximum (i, j) of ``peak_img`` (a band-passed image) against
+    ``img - model``, store it in row ``k`` of ``st`` and draw it into ``model``."""
+    y0, x0 = _parabola_peak(peak_img, i, j)
+    y, x, a, bg = fit_spot(img, model, y0, x0, 0.0, sigma, fit_r, max_iter, render_r, scratch)
+    st[k, ST_Y] = y
+    st[k, ST_X] = x
+    st[k, ST_AMP] = a
+    st[k, ST_BG] = bg
+    st[k, ST_SIG] = peak_img[i, j]
+    render(model, y, x, a, sigma, render_r)
+
+
+@njit(cache=True, nogil=True)
+def _strongest_first(filt: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Order of the maxima (``ys``, ``xs``) by decreasing ``filt`` value, ties in input order."""
+    key = np.empty(ys.shape[0], np.float64)
+    for s in range(ys.shape[0]):
+        key[s] = -filt[ys[s], xs[s]]
+    return argsort(key)
+
+
+@njit(cache=True, nogil=True)
+def seed_spots(
+    img: np.ndarray,
+    model: np.ndarray,
+    filt: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    st: np.ndarray,
+    sigma: float,
+    fit_r: int,
+    max_iter: int,
+    render_r: int,
+) -> int:
+    """First fit of the spots at the maxima (``ys``, ``xs``) of the band-passed ``filt``.
+
+    ``model`` (float32 (H, W)) is cleared, then the spots are fitted one after the other,
+    brightest first, each against ``img`` minus those already fitted (so a dim spot does not
+    absorb its bright neighbour's light), and drawn into ``model``. Rows 0..n-1 of ``st``
+    (float64 (m, 5), columns ST_Y, ST_X (px), ST_AMP (peak amplitude, counts), ST_BG (local
+    background, counts/px), ST_SIG (``filt`` at the maximum, counts)) receive them; returns n.
+    """
+    h, w = img.shape
+    for i in range(h):
+        mrow = model[i]
+        for j in range(w):
+            mrow[j] = 0.0
+    scratch = fit_scratch(sigma, fit_r, 0.0)
+    k = 0
+    for s in _strongest_first(filt, ys, xs):
+        _add_spot(img, model, filt, ys[s], xs[s], st, k, sigma, fit_r, max_iter, render_r, scratch)
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def add_residual_spots(
+    img: np.ndarray,
+    model: np.ndarray,
+    rfilt: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    st: np.ndarray,
+    n: int,
+    alive: np.ndarray,
+    partner: np.ndarray,
+    seed: np.ndarray,
+    sigma: float,
+    fit_r: int,
+    max_iter: int,
+    render_r: int,
+) -> int:
+    """Add the spots found as maxima (``ys``, ``xs``) of ``rfilt``, the band-passed residual
+    ``img - model``: spots hidden in a brighter neighbour's blob, or two spots fitted as one.
+
+    Strongest first. A maximum within sigma of a live spot is skipped (e.g. the other lobe of a
+    pair already split). One within 2.5 sigma of a spot fitted before is taken as the second
+    half of a merged pair: that spot restarts from the mirror image of the maximum, with half
+    its amplitude, and the two become ``partner`` of each other (fitted jointly by
+    :func:`deblend`). New and moved spots are flagged in ``seed``. Spots are appended to ``st``
+    from row ``n`` (it must have room for ``len(ys)`` more); returns the new count.
+    """
+    h, w = img.shape
+    scratch = fit_scratch(sigma, fit_r, 0.0)
+    n_old = n
+    moved = np.zeros(n_old, np.bool_)
+    split2 = (2.5 * sigma) ** 2
+    near2 = sigma * sigma
+    for s in _strongest_first(rfilt, ys, xs):
+        cy = float(ys[s])
+        cx = float(xs[s])
+        best = -1
+        best_d2 = split2
+        taken = False
+        for i in range(n):
+            d2 = (st[i, ST_Y] - cy) ** 2 + (st[i, ST_X] - cx) ** 2
+            if alive[i] and d2 < near2:
+                taken = True
+                break
+            if i < n_old and alive[i] and not moved[i] and d2 < best_d2:
+                best = i
+                best_d2 = d2
+        if taken:
+            continue
+        if best >= 0:
+            moved[best] = True
+            seed[best] = True
+            _move(model, st, best, min(max(2.0 * st[best, ST_Y] - cy, -0.5), h - 0.5),
+                  min(max(2.0 * st[best, ST_X] - cx, -0.5), w - 0.5), 0.5 * st[best, ST_AMP], st[best, ST_BG],
+                  sigma, render_r)
+            partner[best] = n
+            partner[n] = best
+        _add_spot(img, model, rfilt, ys[s], xs[s], st, n, sigma, fit_r, max_iter, render_r, scratch)
+        seed[n] = True
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def drop_faint(
+    model: np.ndarray,
+    st: np.ndarray,
+    alive: np.ndarray,
+    seed: np.ndarray,
+    min_amp: float,
+    sigma: float,
+    render_r: int,
+) -> bool:
+    """Drop the live spots with amplitude below ``min_amp`` (counts): clear them from ``alive``,
+    remove them from ``model``, and flag exactly them in ``seed``. Returns whether any went."""
+    dropped = False
+    for i in range(st.shape[0]):
+        seed[i] = False
+        if alive[i] and st[i, ST_AMP] < min_amp:
+            alive[i] = False
+            seed[i] = True
+            render(model, st[i, ST_Y], st[i, ST_X], -st[i, ST_AMP], sigma, render_r)
+            dropped = True
+    return dropped
+
+
+@njit(cache=True, nogil=True)
+def spot_table(
+    img: np.ndarray, model: np.ndarray, st: np.ndarray, alive: np.ndarray, sigma: float, render_r: int,
+    mass_radius: float
+) -> np.ndarray:
+    """Float64 (m, 6) rows (y, x, mass, size, signal, eccentricity) of the live spots of ``st``,
+    in its order; mass, size and eccentricity by :func:`spot_features` against the final
+    ``model``."""
+    scratch = fit_scratch(sigma, 0, mass_radius)
+    m = 0
+    for i in range(st.shape[0]):
+        if alive[i]:
+            m += 1
+    out = np.empty((m, N_COLS), np.float64)
+    k = 0
+    for i in range(st.shape[0]):
+        if alive[i]:
+            mass, size, ecc = spot_features(img, model, st[i, ST_Y], st[i, ST_X], st[i, ST_AMP], st[i, ST_BG],
+                                             sigma, render_r, mass_radius, scratch)
+            out[k, COL_Y] = st[i, ST_Y]
+            out[k, COL_X] = st[i, ST_X]
+            out[k, COL_MASS] = mass
+            out[k, COL_SIZE] = size
+            out[k, COL_SIGNAL] = st[i, ST_SIG]
+            out[k, COL_ECC] = ecc
+            k += 1
+    return out
