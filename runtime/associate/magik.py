@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -331,7 +331,7 @@ def _run_graph(model, frame, y, x, chunk: int | None, outputs: Sequence[str] | N
 
 def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusion"], *,
                   provider: str | Sequence[str] | None = None, chunk: int | None = None,
-                  folder: str | None = None) -> pd.DataFrame:
+                  folder: str | None = None, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Per-detection predictions of a node model, without linking.
 
     detections: table with ``frame, y, x`` (px). The detections are cut into blocks of the
@@ -341,6 +341,7 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     model: ``sqrt_2D`` in px/frame^0.5 and ``D`` = sqrt_2D^2 / 2 in px^2/frame. For a classifying
     model with per-node outputs (``magik_motion``): ``p_<class>`` per class (``p_fbm, p_ctrw,
     p_attm``; they sum to 1) and ``label``, the most probable class of the detection's motion.
+    progress: called as ``progress(blocks_done, n_blocks)`` after each block.
     """
     loaded = _load(model, provider, None, folder)
     outputs = [o.get("name") for o in loaded.entry.get("outputs", [])]
@@ -354,10 +355,13 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     frame, y, x = _detections(detections)
     out = np.full((len(frame), len(targets)), np.nan)
     length = int(loaded.entry.get("graph", {}).get("frames", 50) or 50)
-    for rows in _blocks(frame, length):
+    blocks = _blocks(frame, length)
+    for done, rows in enumerate(blocks, start=1):
         result, position = _run_graph(loaded, frame[rows], y[rows], x[rows], chunk, [key])
         pred = np.asarray(result[key], dtype=np.float64).reshape(-1, len(targets))
         out[rows] = pred[position]
+        if progress is not None:
+            progress(done, len(blocks))
     table = detections.copy()
     for j, name in enumerate(targets):
         table[name] = out[:, j]
@@ -371,14 +375,15 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
 
 def predict_global(detections: pd.DataFrame, model: str = DEFAULT_MODELS["motion"], *,
                    provider: str | Sequence[str] | None = None, chunk: int | None = None,
-                   folder: str | None = None) -> pd.DataFrame:
+                   folder: str | None = None, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Per-video predictions of a global model, without linking.
 
     The detections (``frame, y, x``, px) are cut into blocks of the model's training length; one
     row per block: ``frame_start, frame_end, n_detections``, one probability (or fraction) column
     ``p_<class>`` per class of the model, and ``label`` (the most probable class). For
     ``magik_motion`` the ``p_<class>`` are the fractions of the detections moving by each model
-    (the mean over the block's detections of their per-detection probabilities).
+    (the mean over the block's detections of their per-detection probabilities). progress: as in
+    :func:`predict_nodes`.
     """
     loaded = _load(model, provider, None, folder)
     if loaded.entry.get("task") != "motion" and loaded.entry.get("kind") != "global":
@@ -387,8 +392,11 @@ def predict_global(detections: pd.DataFrame, model: str = DEFAULT_MODELS["motion
     frame, y, x = _detections(detections)
     length = int(loaded.entry.get("graph", {}).get("frames", 50) or 50)
     rows_out = []
-    for rows in _blocks(frame, length):
+    blocks = _blocks(frame, length)
+    for done, rows in enumerate(blocks, start=1):
         result, _ = _run_graph(loaded, frame[rows], y[rows], x[rows], chunk, ["global_pred"])
+        if progress is not None:
+            progress(done, len(blocks))
         probs = np.asarray(result["global_pred"], dtype=np.float64).reshape(-1)
         names = classes if len(classes) == len(probs) else [str(k) for k in range(len(probs))]
         row: dict[str, Any] = {"frame_start": int(frame[rows].min()), "frame_end": int(frame[rows].max()),

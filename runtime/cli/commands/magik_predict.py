@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime execution provider (default: the first that works of tensorrt, cuda, cpu)")
     parser.add_argument("--per-detection", action="store_true",
                         help="motion: one row per detection with its motion-model probabilities")
-    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,15 +33,19 @@ def run(args: argparse.Namespace) -> int:
 
     from edgetrack.runtime.io.tables import read_table, write_table
     from edgetrack.runtime.associate.magik import DEFAULT_MODELS, predict_global, predict_nodes
+    from edgetrack.runtime.cli.progress import Progress
     from edgetrack.runtime.models.onnx import load_model
 
     detections = read_table(args.detections, ("frame", "y", "x"))
     name = args.model or DEFAULT_MODELS[args.task]
     start = time.perf_counter()
-    if args.task == "diffusion" or args.per_detection:
-        table = predict_nodes(detections, name, provider=args.provider)
-    else:
-        table = predict_global(detections, name, provider=args.provider)
+    predict = predict_nodes if args.task == "diffusion" or args.per_detection else predict_global
+    with Progress(None, f"magik-predict {args.task}", unit="blocks", enabled=not args.quiet) as bar:
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update()
+
+        table = predict(detections, name, provider=args.provider, progress=advance)
     elapsed = time.perf_counter() - start
     write_table(table, args.out)
     if not args.quiet:
