@@ -377,7 +377,10 @@ def andi_rows(result: AnalyzeResult) -> list[list[float]]:
     """One line per track in the 2nd AnDi Challenge's format:
     ``traj_idx, K_1, alpha_1, state_1, CP_1, ..., K_n, alpha_n, state_n, T`` with change points and
     T counted in frames from the track's first point (px, frames). traj_idx is the track id,
-    which must be a whole number."""
+    which must be a whole number. A track too short to characterise (NaN alpha or K, state -1) gets
+    the experiment's frame-weighted median alpha and K over the characterised segments (1 and 1
+    when there are none) and state 2 (free), so that every track has a line the scorer can read."""
+    alpha_fill, K_fill = _fill_values(result)
     rows = []
     for t, s in zip(result.tracks, result.track_segments):
         try:
@@ -389,9 +392,35 @@ def andi_rows(result: AnalyzeResult) -> list[list[float]]:
         row = [idx]
         ends = list(s.change_points) + [t.length]
         for j in range(s.n_segments):
-            row += [float(s.K[j]), float(s.alpha[j]), float(s.state[j]), float(ends[j])]
+            K, alpha, state = float(s.K[j]), float(s.alpha[j]), float(s.state[j])
+            if not (math.isfinite(K) and math.isfinite(alpha) and state >= 0):
+                K, alpha, state = K_fill, alpha_fill, 2.0
+            row += [K, alpha, state, float(ends[j])]
         rows.append(row)
     return rows
+
+
+def _fill_values(result: AnalyzeResult) -> tuple[float, float]:
+    """Frame-weighted medians of alpha and K over the segments that have both (1.0, 1.0 if none)."""
+    alphas, Ks, weights = [], [], []
+    for t, s in zip(result.tracks, result.track_segments):
+        starts = [0, *s.change_points]
+        ends = [*s.change_points, t.length]
+        for j in range(s.n_segments):
+            a, k = float(s.alpha[j]), float(s.K[j])
+            if math.isfinite(a) and math.isfinite(k):
+                alphas.append(a)
+                Ks.append(k)
+                weights.append(max(int(ends[j]) - int(starts[j]), 1))
+    if not weights:
+        return 1.0, 1.0
+
+    def median(values: list[float]) -> float:
+        order = np.argsort(values)
+        cum = np.cumsum(np.asarray(weights, np.float64)[order])
+        return float(np.asarray(values)[order][np.searchsorted(cum, cum[-1] / 2.0)])
+
+    return median(alphas), median(Ks)
 
 
 def _fmt(v: float) -> str:
