@@ -30,7 +30,7 @@ import dataclasses
 import math
 from collections import deque
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -205,6 +205,7 @@ def analyze_tracks(
     harmonise: bool = True,
     shrink: bool = True,
     extras: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> AnalyzeResult:
     """Characterise every track of ``tracks`` (``track_id, frame, y, x`` in px and frames).
 
@@ -218,7 +219,9 @@ def analyze_tracks(
     variances from the model's manifest entry (``calibration``; see
     :mod:`~edgetrack.runtime.motion.ensemble`). extras: also run the
     DeepSPT segmentation and fingerprints when they are installed (otherwise a note says why not).
-    trackpy's ``particle`` is accepted as the track id.
+    trackpy's ``particle`` is accepted as the track id. progress: called as ``progress(stage, done,
+    total)`` while the network runs (stage ``"network"``, in tracks) and as segments are made
+    (``"segments"``, in tracks).
     """
     from edgetrack.runtime.io.tables import from_trackpy_names
 
@@ -229,13 +232,14 @@ def analyze_tracks(
         from edgetrack.runtime.motion.network import MODEL_NAME
 
         model = load_model(MODEL_NAME, folder=folder, provider=provider)
-    preds = predict_frames([t.positions for t in items], model)
+    preds = predict_frames([t.positions for t in items], model,
+                           progress=(lambda d, t: progress("network", d, t)) if progress else None)
     calibration = dict(getattr(model, "entry", {}).get("calibration") or {})
     if not shrink:
         calibration.pop("alpha_error_var", None)
     return analyze_predictions(tracks, items, preds, config=config, max_states=max_states, pixel_size=pixel_size,
                                frame_interval=frame_interval, harmonise=harmonise, calibration=calibration,
-                               extras=extras)
+                               extras=extras, progress=progress)
 
 
 def analyze_predictions(
@@ -251,6 +255,7 @@ def analyze_predictions(
     calibration: dict | None = None,
     pair_distance: float = 2.0,
     extras: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> AnalyzeResult:
     """The post-processing of :func:`analyze_tracks` on network outputs already computed
     (``items`` from :func:`split_tracks` of ``tracks``, ``preds`` one per item); ``calibration``:
@@ -267,7 +272,11 @@ def analyze_predictions(
         raise InputError(f"max_states must be >= 1, got {max_states}")
     if len(items) != len(preds):
         raise InputError(f"{len(items)} tracks but {len(preds)} predictions")
-    segs = [segment_track(p, cfg) for p in preds]
+    segs = []
+    for k, p in enumerate(preds, start=1):
+        segs.append(segment_track(p, cfg))
+        if progress is not None and (k % 256 == 0 or k == len(preds)):
+            progress("segments", k, len(preds))
     notes: list[str] = []
     short = sum(t.length < MIN_POINTS for t in items)
     if short:

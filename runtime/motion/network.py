@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -180,13 +180,15 @@ def predict_frames(
     provider: str | None = None,
     max_points: int = 32768,
     max_tracks: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[FramePredictions]:
     """Run the motion network on tracks of (n_i, 2) positions (y, x px, one per consecutive frame).
 
     model: a loaded model (:func:`edgetrack.runtime.models.onnx.load_model`), or None to load
     :data:`MODEL_NAME` from ``folder`` (default: the installed exported models) with ``provider``.
     Tracks with fewer than :data:`MIN_POINTS` points get NaN predictions. Tracks are batched by
-    length (at most ``max_tracks`` tracks and ``max_points`` padded points per run).
+    length (at most ``max_tracks`` tracks and ``max_points`` padded points per run). progress:
+    called as ``progress(tracks_done, n_tracks)`` after each run of the network.
     Raises ModelError when the model is missing or corrupt.
     """
     if model is None:
@@ -215,6 +217,8 @@ def predict_frames(
                 except KeyError as exc:
                     raise ModelError(f"the motion model has no output {exc}; re-export it") from None
                 result[i] = FramePredictions(alpha, np.exp(log_k), probs, cp)
+            if progress is not None:
+                progress(sum(r is not None for r in result), len(result))
     return result  # type: ignore[return-value]
 
 
