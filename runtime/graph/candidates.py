@@ -23,6 +23,7 @@ import numpy as np
 
 from edgetrack.runtime.config import StageConfig, require
 from edgetrack.runtime.errors import InputError
+from edgetrack.runtime.graph.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_GAP
 from edgetrack.runtime.kernels.sorting import radix_argsort
 
 __all__ = [
@@ -49,8 +50,8 @@ class GraphConfig(StageConfig):
     max_gap: frames, edges go from frame t to frames t+1 .. t+max_gap (1 = no gap closing).
     """
 
-    max_distance: float = 6.0
-    max_gap: int = 2
+    max_distance: float = DEFAULT_MAX_DISTANCE
+    max_gap: int = DEFAULT_MAX_GAP
 
     def validate(self) -> None:
         _check_params(self.max_distance, self.max_gap)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from edgetrack.runtime.config import StageConfig, require
+from edgetrack.runtime.graph.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_GAP
 
 __all__ = ["TrackerConfig"]
 
@@ -33,8 +34,8 @@ class TrackerConfig(StageConfig):
         :class:`~edgetrack.runtime.link.costs.IlpConfig` as a dict: costs, time_limit, ...).
     """
 
-    max_distance: float = 6.0
-    max_gap: int = 2
+    max_distance: float = DEFAULT_MAX_DISTANCE
+    max_gap: int = DEFAULT_MAX_GAP
     window: int = 3
     linker: str = "lap"
     scorer: str = "distance"
