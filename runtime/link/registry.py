@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+
 from edgetrack.runtime.errors import ConfigError
-from edgetrack.runtime.link.problem import LinkProblem, LinkResult
+
+if TYPE_CHECKING:  # the problem module compiles Numba checks; the table itself stays light
+    from edgetrack.runtime.link.problem import LinkProblem, LinkResult
 
 __all__ = ["Linker", "LINKERS", "get_linker", "linker_names"]
 
