@@ -186,3 +186,9 @@ def test_importing_every_module_has_no_side_effects():
         "list(logging.getLogger().handlers) == handlers, logging.getLogger().level == level)\n"
     )
     assert out.split() == ["True", "True", "True", "True"]
+
+
+def test_the_command_line_parser_is_light():
+    out = _run("import sys\nfrom edgetrack.runtime.cli.app import build_parser\nbuild_parser()\n"
+               "print([m for m in ('numba', 'onnxruntime', 'ortools', 'matplotlib', 'scipy', 'pandas') if m in sys.modules])")
+    assert out.strip() == "[]"
