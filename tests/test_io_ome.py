@@ -29,7 +29,9 @@ def ome_tiff(tmp_path):
 
 
 def test_ome_tiff_frames_channels_and_units(ome_tiff):
-    movie = open_movie(ome_tiff)
+    with pytest.raises(InputError, match="2 channel.*3 z plane"):  # no guessing of the plane
+        open_movie(ome_tiff)
+    movie = open_movie(ome_tiff, channel=0, z=0)
     assert len(movie) == 5 and movie.frame_shape == (16, 20) and movie.axes == "TCZYX"
     for t in range(5):
         np.testing.assert_array_equal(movie[t], DATA[t, 0, 0])
@@ -43,7 +45,7 @@ def test_ome_tiff_frames_channels_and_units(ome_tiff):
 
 
 def test_units_overrides_and_plain_tiffs(ome_tiff, tmp_path):
-    movie = open_movie(ome_tiff)
+    movie = open_movie(ome_tiff, channel=0, z=0)
     assert movie_units(movie, frame_interval=0.2) == PhysicalUnits(0.108, 0.2, "command line + OME-XML")
     assert movie_units(movie, pixel_size=0.2, frame_interval=0.1).source == "command line"
     assert movie_units(str(ome_tiff)).frame_interval_s == pytest.approx(0.05)
@@ -72,7 +74,8 @@ def test_tracking_an_ome_tiff_from_the_command_line(tmp_path, small_movie):
     stack = np.stack([movie, np.zeros_like(movie)], axis=1)  # T, C, Y, X: spots in channel 0 only
     tifffile.imwrite(path, stack, ome=True, photometric="minisblack", metadata={"axes": "TCYX"})
     out = tmp_path / "tracks.csv"
-    assert main(["track", str(path), "--out", str(out), "--quiet"]) == 0
+    assert main(["track", str(path), "--out", str(out), "--quiet"]) == 2  # which channel? not guessed
+    assert main(["track", str(path), "--channel", "0", "--out", str(out), "--quiet"]) == 0
     tracks = pd.read_csv(out)
     assert tracks["frame"].nunique() == len(movie) and len(tracks) > 10 * len(movie)
 
@@ -97,7 +100,9 @@ def write_ngff(path, version: str, data=DATA, scale=(40.0, 1.0, 0.5, 0.11, 0.11)
 def test_ome_zarr_frames_and_units(tmp_path, version):
     path = tmp_path / "image.zarr"
     write_ngff(path, version)
-    movie = open_movie(path)
+    with pytest.raises(InputError, match="choose a channel"):
+        open_movie(path)
+    movie = open_movie(path, channel=0, z=0)
     assert len(movie) == 5 and movie.frame_shape == (16, 20)
     np.testing.assert_array_equal(movie[3], DATA[3, 0, 0])
     assert movie.units == PhysicalUnits(0.11, 0.04, "OME-NGFF")

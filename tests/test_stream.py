@@ -102,11 +102,28 @@ def test_window_memory_is_bounded_and_results_optional():
         dets = pd.DataFrame({"y": rng.uniform(0, 100, 20), "x": rng.uniform(0, 100, 20)})
         n_points += sum(len(u) for u in tracker.push(dets))
         assert len(tracker._blocks) <= 3 + 2
-    n_points += sum(len(u) for u in tracker.flush())
+    final = tracker.flush()
+    n_points += sum(len(u) for u in final)
     assert n_points == 600 * 20
     assert tracker._results == []
-    with pytest.raises(InputError, match="keep_results"):
-        tracker.finish()
+    # finish() after flush() returns those same final frames again, not an error and not nothing
+    last = tracker.finish()
+    assert len(last) == sum(len(u) for u in final) and set(last["frame"]) == {u.frame for u in final}
+    assert [u.frame for u in tracker.flush()] == [u.frame for u in final]
+
+
+def test_an_endless_stream_that_stops_loses_nothing():
+    truth = make_walks(n_tracks=8, n_frames=15, seed=3)
+    keep = Tracker(window=4)
+    live = Tracker(window=4, keep_results=False)
+    seen = []
+    for _, g in truth.groupby("frame"):
+        keep.push(g[["y", "x"]])
+        seen += [u.to_dataframe() for u in live.push(g[["y", "x"]])]
+    end = live.finish()  # the last window - 1 frames, which no push returned
+    assert sorted(end["frame"].unique()) == [12, 13, 14]
+    streamed = pd.concat(seen + [end], ignore_index=True)
+    pd.testing.assert_frame_equal(streamed, keep.finish())
 
 
 def test_skipped_frames_are_empty_and_frames_must_increase():

@@ -140,15 +140,22 @@ def _open_folder(path: Path) -> Movie:
     return Movie(str(path), len(files), tuple(first.shape), read)
 
 
-def open_movie(source: str | os.PathLike[str] | np.ndarray) -> Movie:
+def open_movie(source: str | os.PathLike[str] | np.ndarray, *, channel: int | None = None,
+               z: int | None = None) -> Movie:
     """Open a movie for frame-by-frame reading.
 
     ``source`` is a multi-page TIFF (``.tif``/``.tiff``), a folder of single-frame TIFF/PNG files, a
-    ``.npy`` file holding a (T, H, W) array, or an in-memory (T, H, W) array. OME-TIFF (``.ome.tif``)
-    and zarr stores (``.zarr``: OME-Zarr or a plain (T, Y, X) array) are read by
-    :mod:`edgetrack.runtime.io.ome` (first channel and z plane; physical units in ``movie.units``).
+    ``.npy`` file holding a (T, H, W) array, or an in-memory (T, H, W) array. OME-TIFF (``.ome.tif``),
+    TIFFs whose axes name channels or planes (ImageJ hyperstacks) and zarr stores (``.zarr``: OME-Zarr or
+    a plain (T, Y, X) array) are read by :mod:`edgetrack.runtime.io.ome` (physical units in ``movie.units``).
+
+    Dimensions are never guessed: a movie with more than one channel (C) or z plane (Z) is refused with
+    its axes listed unless ``channel`` / ``z`` (0-based) choose one; a 4-D TIFF whose extra axis is unnamed
+    is refused as well.
     """
     if isinstance(source, np.ndarray):
+        if channel is not None or z is not None:
+            raise InputError("channel / z select planes of a file; slice an in-memory array yourself")
         return _movie_from_array("array", source)
     path = Path(source)
     if not path.exists():
@@ -157,26 +164,72 @@ def open_movie(source: str | os.PathLike[str] | np.ndarray) -> Movie:
         from edgetrack.runtime.io.ome import is_zarr, open_ome_zarr
 
         if is_zarr(path):  # OME-Zarr or a plain zarr array (T, Y, X)
-            return open_ome_zarr(path)
+            return _one_plane(open_ome_zarr(path, channel=channel or 0, z=z or 0), channel, z)
+        _no_planes(path, channel, z)
         return _open_folder(path)
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         if path.stat().st_size == 0:
             raise FileReadError(f"{path}: the file is empty")
-        if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+        axes, sizes = _tiff_axes(path)
+        if path.name.lower().endswith((".ome.tif", ".ome.tiff")) or {"C", "Z"} & set(axes):
             from edgetrack.runtime.io.ome import open_ome_tiff
 
-            return open_ome_tiff(path)  # one channel and z plane, with physical units
+            return _one_plane(open_ome_tiff(path, channel=channel or 0, z=z or 0), channel, z)
+        extra = [a for a in axes if a not in "YXS" and sizes[a] > 1]
+        if len(extra) > 1:
+            raise InputError(f"{path}: {_describe(axes, sizes)}: cannot tell which axis is time and which are channels "
+                             "or planes; save it as a (T, Y, X) stack or an OME-TIFF with named axes")
+        _no_planes(path, channel, z)
         return _open_tiff(path)
     if suffix == ".npy":
         try:
             arr = np.load(path, mmap_mode="r")
         except Exception as exc:
             raise FileReadError(f"{path}: not a readable .npy file ({exc})") from None
+        _no_planes(path, channel, z)
         return _movie_from_array(str(path), arr)
     if suffix == ".png":
         return _open_folder_single(path)
     raise FileReadError(f"{path}: unsupported movie format '{suffix}' (use a TIFF, a folder of TIFF/PNG frames or .npy)")
+
+
+def _describe(axes: str, sizes: dict[str, int]) -> str:
+    return f"axes {axes} (" + ", ".join(f"{a}={sizes[a]}" for a in axes) + ")"
+
+
+def _tiff_axes(path: Path) -> tuple[str, dict[str, int]]:
+    """The axes of a TIFF's first series as tifffile names them (T, Z, C, Y, X, S, Q unknown, ...)."""
+    import tifffile
+
+    try:
+        with quiet_tifffile(), tifffile.TiffFile(str(path)) as tif:
+            series = tif.series[0]
+            axes = series.axes.upper()
+            shape = tuple(int(v) for v in series.shape)
+    except Exception as exc:
+        raise FileReadError(f"{path}: not a readable TIFF ({exc})") from None
+    return axes, dict(zip(axes, shape))
+
+
+def _one_plane(movie: Movie, channel: int | None, z: int | None) -> Movie:
+    """Refuse a movie of several channels or planes unless the caller chose one (OME-TIFF / OME-Zarr)."""
+    n_c, n_z = getattr(movie, "n_channels", 1), getattr(movie, "n_z", 1)
+    axes = getattr(movie, "axes", "")
+    missing = []
+    if n_c > 1 and channel is None:
+        missing.append(f"a channel (--channel 0..{n_c - 1}, channel=)")
+    if n_z > 1 and z is None:
+        missing.append(f"a z plane (--z 0..{n_z - 1}, z=)")
+    if missing:
+        raise InputError(f"{movie.source}: axes {axes} with {n_c} channel(s) and {n_z} z plane(s): choose "
+                         + " and ".join(missing) + "; edgetrack does not guess which to track")
+    return movie
+
+
+def _no_planes(path: Path, channel: int | None, z: int | None) -> None:
+    if (channel is not None and channel != 0) or (z is not None and z != 0):
+        raise InputError(f"{path}: has no channel or z axis to choose from (channel={channel}, z={z})")
 
 
 def _open_folder_single(path: Path) -> Movie:

@@ -80,6 +80,7 @@ class Tracker:
         self._n_committed_frames = 0
         self._results: list[TrackUpdate] = []
         self._finished = False
+        self._final_updates: list[TrackUpdate] = []  # what the end-of-stream flush committed
         self.degraded_windows = 0  # windows solved greedily instead of by LAP (see max_component)
 
     # ------------------------------------------------------------------ public API
@@ -157,19 +158,35 @@ class Tracker:
             yield from self.push(item)
 
     def flush(self) -> list[TrackUpdate]:
-        """Commit every remaining frame (the end of the stream) and return their updates."""
+        """Commit every remaining frame (the end of the stream) and return their updates.
+
+        Calling it again returns the same final updates (nothing is committed twice or lost)."""
+        if self._finished:
+            return list(self._final_updates)
         updates: list[TrackUpdate] = []
         while self._n_undecided() > 0:
             updates.append(self._solve_and_commit())
         self._finished = True
-        return updates
+        self._final_updates = updates
+        return list(updates)
 
     def finish(self) -> pd.DataFrame:
-        """Flush and return every committed track point (needs ``keep_results=True``), sorted by frame."""
-        self.flush()
-        if not self.config.keep_results:
-            raise InputError("finish() needs keep_results=True; with keep_results=False consume the push() updates")
-        return self.results()
+        """Flush, then return the tracks as one DataFrame sorted by frame.
+
+        With ``keep_results=True`` (the default): every committed track point. With ``keep_results=False``
+        (an endless acquisition that consumed the ``push`` updates): the points of the frames committed
+        by this final flush, the ones no ``push`` returned, so the end of the stream is never lost.
+        """
+        final = self.flush()
+        if self.config.keep_results:
+            return self.results()
+        divisions = self._divisions
+        parts = [u.to_dataframe(divisions=divisions) for u in final if len(u)]
+        if parts:
+            return pd.concat(parts, ignore_index=True)
+        columns = self._columns or ("y", "x")
+        return points_frame(np.zeros(0, np.int64), columns, np.zeros((0, len(columns))), np.zeros(0, np.int64),
+                            np.zeros(0, np.int64) if divisions else None)
 
     def results(self) -> pd.DataFrame:
         """The committed track points so far as one DataFrame (frame, y, x, track_id, ... features).

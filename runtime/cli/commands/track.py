@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--format", choices=("csv", "ctc", "napari"), default="csv",
                    help="output format: csv (default), ctc (a Cell Tracking Challenge result folder: maskTTT.tif "
                         "+ res_track.txt), napari (tracks CSV + division graph JSON); ctc and napari need --masks")
+    g = parser.add_argument_group("movie planes (multi-channel or z-stack files are refused unless chosen)")
+    g.add_argument("--channel", type=int, default=None, metavar="C", help="the channel to track (0-based)")
+    g.add_argument("--z", type=int, default=None, metavar="Z", help="the z plane to track (0-based)")
     add_detect_arguments(parser)
     add_tracker_arguments(parser)
     parser.set_defaults(**{key: None for key in SPOT_DEFAULTS})
@@ -78,7 +81,7 @@ def _run_spots(args: argparse.Namespace) -> int:
     from edgetrack.runtime.stream.tracker import Tracker
     from edgetrack.runtime.stream.writer import UpdateWriter
 
-    movie = open_movie(args.movie)
+    movie = open_movie(args.movie, channel=args.channel, z=args.z)
     tracker = Tracker(detect=detect_options(args), invert=args.invert, keep_results=False,
                       **_with_defaults(args, SPOT_DEFAULTS))
     n_points = 0
