@@ -85,6 +85,7 @@ class CellTracker:
         self._next_frame = 0
         self._shape: tuple[int, ...] | None = None
         self._parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # frame, values, det, parent det
+        self._flushed: list[pd.DataFrame] | None = None  # the end-of-stream tables, once flushed
         self._labels: dict[int, np.ndarray] = {}  # frame -> label of each object row pushed
         self.seconds = {"features": 0.0, "tracking": 0.0}
 
@@ -151,13 +152,17 @@ class CellTracker:
         return _table(np.full(len(update), update.frame, np.int64), values, update.track_id, update.parent_track_id)
 
     def flush(self) -> list[pd.DataFrame]:
-        """Commit every remaining frame; returns their tables (streaming ids)."""
+        """Commit every remaining frame; returns their tables (streaming ids). Calling it again returns
+        the same tables."""
         if self._tracker is None:
             return []
+        if self._flushed is not None:
+            return list(self._flushed)
         t0 = time.perf_counter()
         out = [self._keep(u) for u in self._tracker.flush()]
         self.seconds["tracking"] += time.perf_counter() - t0
-        return out
+        self._flushed = out
+        return list(out)
 
     def finish(self) -> pd.DataFrame:
         """Flush and return every object with track ids rebuilt from the links (columns :data:`CELL_COLUMNS`)."""

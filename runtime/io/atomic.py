@@ -27,14 +27,18 @@ def _apply_umask(path: Path) -> None:
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it onto ``target``.
 
-    On any exception the temporary file is removed and the target is left untouched.
+    On any exception the temporary file is removed and the target is left untouched. A target that
+    exists and is not a regular file (``/dev/null``, a named pipe, ``/dev/stdout``) is never replaced:
+    the finished temporary file is copied into it instead.
     """
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"cannot write {target}: folder {folder} does not exist")
+    special = target.exists() and not target.is_file() and not target.is_dir()  # a device or a pipe
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".part", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".part",
+                                        dir=None if special else folder)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
@@ -42,7 +46,14 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     _apply_umask(tmp)
     try:
         yield tmp
-        os.replace(tmp, target)
+        if special:
+            import shutil
+
+            with open(tmp, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            tmp.unlink()
+        else:
+            os.replace(tmp, target)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()

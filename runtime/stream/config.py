@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from edgetrack.runtime.config import StageConfig, require
-from edgetrack.runtime.graph.defaults import DEFAULT_MAX_DISTANCE, DEFAULT_MAX_GAP
+from edgetrack.runtime.config import StageConfig, is_real, require
+from edgetrack.runtime.graph.defaults import (DEFAULT_MAX_DISTANCE, DEFAULT_MAX_GAP, LARGEST_MAX_DISTANCE,
+                                              LARGEST_MAX_GAP, LARGEST_WINDOW)
 
 __all__ = ["TrackerConfig"]
 
@@ -50,7 +51,12 @@ class TrackerConfig(StageConfig):
     linker_options: dict | None = None
 
     def validate(self) -> None:
-        require(self.max_distance > 0, f"max_distance must be > 0 px, got {self.max_distance}")
+        require(is_real(self.max_distance) and 0 < self.max_distance <= LARGEST_MAX_DISTANCE,
+                f"max_distance must be a number of px in (0, {LARGEST_MAX_DISTANCE:g}], got {self.max_distance!r}")
+        require(is_real(self.max_gap) and self.max_gap <= LARGEST_MAX_GAP,
+                f"max_gap must be at most {LARGEST_MAX_GAP} frames, got {self.max_gap!r}")
+        require(is_real(self.window) and self.window <= LARGEST_WINDOW,
+                f"window must be at most {LARGEST_WINDOW} frames, got {self.window!r}")
         require(int(self.max_gap) == self.max_gap and self.max_gap >= 1, f"max_gap must be an integer >= 1, got {self.max_gap}")
         require(int(self.window) == self.window and self.window >= 1, f"window must be an integer >= 1, got {self.window}")
         require(self.step_sigma is None or self.step_sigma > 0, f"step_sigma must be > 0 px, got {self.step_sigma}")

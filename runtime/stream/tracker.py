@@ -96,6 +96,8 @@ class Tracker:
         """Add the next frame (a 2-D image) or its detections (a DataFrame with ``y, x`` [+ features]).
 
         ``frame`` may be given to skip ahead (frames in between are treated as empty); it must increase.
+        A jump of any length costs O(window + max_gap): after the frames still in the window are
+        committed, the rest of the empty frames are jumped over without an update each.
         Returns the updates (0 or more committed frames) that became final with this push.
         """
         if self._finished:
@@ -108,9 +110,7 @@ class Tracker:
             values = self._values_from_table(item)
         else:
             values = self._values_from_image(item)
-        updates: list[TrackUpdate] = []
-        while self._next_frame < index:  # skipped frames are empty
-            updates.extend(self._add(self._empty_values()))
+        updates = self._skip_to(index)
         updates.extend(self._add(values))
         return updates
 
@@ -139,12 +139,40 @@ class Tracker:
         index = self._next_frame if frame is None else int(frame)
         if index < self._next_frame:
             raise InputError(f"frame {index} pushed after frame {self._next_frame - 1}: frames must increase")
+        if spots.size and not np.isfinite(spots[:, :2]).all():
+            raise InputError(f"spots of frame {index}: NaN or inf in y/x")
         self._set_columns(SPOT_FEATURES)
-        updates: list[TrackUpdate] = []
-        while self._next_frame < index:
-            updates.extend(self._add(self._empty_values()))
+        updates = self._skip_to(index)
         updates.extend(self._add(np.ascontiguousarray(spots)))
         return updates
+
+    def _skip_to(self, index: int) -> list[TrackUpdate]:
+        """Add the empty frames before ``index`` (frames that were skipped); returns their updates.
+
+        Only the first ``window + max_gap`` skipped frames are pushed one by one (they commit the frames
+        still in the window, with the same results as before); after those the window holds nothing but
+        empty frames, so the rest of a long jump is done in O(1): the window is rebuilt as the empty frames
+        just before ``index``, exactly the state that pushing every empty frame would have left. The frames
+        jumped over in that way give no (empty) update each; ``frames_committed`` counts them.
+        """
+        cfg = self.config
+        updates: list[TrackUpdate] = []
+        step_by_step = self._next_frame + cfg.window + cfg.max_gap
+        while self._next_frame < min(index, step_by_step):  # skipped frames are empty
+            updates.extend(self._add(self._empty_values()))
+        if self._next_frame < index:
+            committed = max(index - (cfg.window - 1), 0)
+            self._blocks.clear()
+            for t in range(max(committed - cfg.max_gap, 0), index):
+                self._blocks.append(self._empty_block(t))
+            self._n_committed_frames = committed
+            self._next_frame = index
+        return updates
+
+    def _empty_block(self, frame: int) -> Block:
+        return Block(frame=frame, first_id=self._next_id, values=self._empty_values(),
+                     locked_parent=np.zeros(0, np.int64), child_count=np.zeros(0, np.int64),
+                     track_id=np.zeros(0, np.int64), edges_in=concat_edges([]), score_in=np.zeros(0, np.float64))
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         if self._frame_shape is None:

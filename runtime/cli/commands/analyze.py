@@ -29,12 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also classify every track with this exported classifier (needs the fingerprints)")
     parser.add_argument("--models", default=None, metavar="DIR", help="folder of exported models (default: installed)")
     parser.add_argument("--provider", default=None, help="ONNX Runtime provider: cuda, tensorrt or cpu (default: best)")
-    parser.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
     import time
+
+    from edgetrack.runtime.cli.progress import Progress
     from pathlib import Path
 
     from edgetrack.runtime.motion.analyze import TRACK_COLUMNS, analyze_tracks, write_analysis
@@ -50,8 +52,21 @@ def run(args: argparse.Namespace) -> int:
     cfg = SegmentConfig.from_dict(options)
     tracks = read_table(args.tracks, TRACK_COLUMNS[1:])
     start = time.perf_counter()
+    bars: dict[str, Progress] = {}
+
+    def advance(stage: str, done: int, total: int) -> None:  # one bar per stage: network, then segments
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = Progress(total, f"analyze {stage}", unit="tracks", enabled=not args.quiet)
+        bar.update(done - bar.done)
+
     result = analyze_tracks(tracks, config=cfg, max_states=args.max_states, folder=args.models,
-                            provider=args.provider, pixel_size=args.pixel_size, frame_interval=args.frame_interval)
+                            provider=args.provider, pixel_size=args.pixel_size, frame_interval=args.frame_interval,
+                            progress=advance)
+    for bar in bars.values():
+        bar.close()
     notes = list(result.notes)
     paths = write_analysis(result, args.out, andi=args.format == "andi", fov=args.fov)
     if args.classifier is not None:
