@@ -20,6 +20,8 @@ analyze(tracks, pixel_size=None, frame_interval=None, ...)
     Per-frame alpha, K, diffusive state and change points, segments and the ensemble.
 open_movie(path)
     A movie opened for lazy frame-by-frame reading (TIFF, OME-TIFF, OME-Zarr, image folders, .npy).
+batch(inputs, out, analyze=False, workers=None, scheduler=None, ...)
+    Many movies on Dask distributed (the dask extra), resumable: ``edgetrack batch`` in Python.
 show_info()
     What this installation has and can do (the same report as ``edgetrack doctor``).
 __version__
@@ -45,12 +47,14 @@ __getattr__, __dir__, _names = attach(__name__, {
     "track_cells": "runtime.cells.tracker",
     "open_movie": "runtime.io.readers",
     "show_info": "runtime.info",
+    "batch": "runtime.batch.run",
 })
 __all__ = [*_names, "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from edgetrack.runtime.api import analyze, link, locate, track
     from edgetrack.runtime.cells.tracker import track_cells
+    from edgetrack.runtime.batch.run import batch
     from edgetrack.runtime.info import show_info
     from edgetrack.runtime.io.readers import open_movie
     from edgetrack.runtime.stream.tracker import Tracker

@@ -32,6 +32,7 @@ OPTIONAL = {
     "OME-Zarr movies": (("zarr",), 'pip install "edgetrack[microscope]"'),
     "Micro-Manager (pycromanager)": (("pycromanager",), 'pip install "edgetrack[microscope]"'),
     "Parquet tables": (("pyarrow",), 'pip install "edgetrack[parquet]"'),
+    "batch on Dask (edgetrack batch)": (("distributed",), 'pip install "edgetrack[dask]"'),
     "train-classifier (ONNX export)": (("onnx",), 'pip install "edgetrack[classifier]"'),
     "training models (PyTorch)": (("torch",), 'pip install torch --index-url https://download.pytorch.org/whl/cpu '
                                               '&& pip install "edgetrack[train]"'),

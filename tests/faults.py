@@ -4,7 +4,9 @@ Each :class:`Fault` builds its bad input in a temporary folder and either runs a
 command (``argv``) or calls the Python API (``call``). A command must exit with code 2, print a
 one-line error containing ``expect`` (no traceback) and leave no output behind (or the previous
 output untouched); an API call must raise ``error`` with ``expect`` in its message. Cases marked
-``ok=True`` are legal inputs that must succeed (all-zero frames, an empty table, ...).
+``ok=True`` are legal inputs that must succeed (all-zero frames, an empty table, ...). Cases marked
+``partial=True`` (a movie that breaks off mid-file) exit 2 with the one-line error, but leave what was
+committed before the break as a complete output.
 
 Used by ``tests/test_faults.py`` (CI) and ``benchmarks/fault_report.py`` (the table in RESULTS.md).
 """
@@ -29,6 +31,7 @@ class Fault:
     error: type[BaseException] | None = None  # API cases: the exception class
     ok: bool = False  # a legal input that must succeed
     output: str = "out.csv"  # the output a command would write (checked absent on failure)
+    partial: bool = False  # the run stops mid-stream (exit 2) and writes what it committed as a complete file
 
 
 def _movie(tmp: Path, name: str, data: np.ndarray) -> str:
@@ -79,6 +82,28 @@ def truncated_tiff(tmp):
 def corrupt_tiff(tmp):
     (tmp / "m.tif").write_bytes(b"II*\x00" + bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)))
     return _track(tmp, str(tmp / "m.tif"))
+
+
+def zero_frame_tiff(tmp):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tifffile: "writing zero-size array to nonconformant TIFF"
+        tifffile.imwrite(tmp / "m.tif", np.zeros((0, 16, 16), np.uint16))
+    return _track(tmp, str(tmp / "m.tif"))
+
+
+def truncated_tiff_long(tmp):
+    path = _movie(tmp, "full.tif", _spots(n_frames=12))
+    data = Path(path).read_bytes()
+    (tmp / "m.tif").write_bytes(data[: len(data) * 3 // 4])
+    return _track(tmp, str(tmp / "m.tif"), "--window", "2")
+
+
+def analyze_missing_models(tmp):
+    (tmp / "tracks.csv").write_text("track_id,frame,y,x\n" + "".join(f"0,{t},{t * 0.5},1\n" for t in range(30)))
+    return ["analyze", str(tmp / "tracks.csv"), "--out", str(tmp / "an"), "--models", str(tmp / "no_models"),
+            "--quiet"]
 
 
 def missing_movie(tmp):
@@ -378,15 +403,18 @@ def catalogue() -> list[Fault]:
     ConfigError, FileReadError, InputError, ModelError = _errors()
     return [
         Fault("TIFF: empty file", empty_tiff, "empty"),
-        Fault("TIFF: truncated", truncated_tiff, "frame"),
+        Fault("TIFF: truncated", truncated_tiff, "frame 4 is missing", partial=True),
+        Fault("TIFF: truncated after 9 of 12 frames", truncated_tiff_long, "stopped before frame", partial=True),
+        Fault("TIFF: zero frames", zero_frame_tiff, "no frames"),
+        Fault("analyze: --models folder missing", analyze_missing_models, "no_models does not exist", output="an"),
         Fault("TIFF: corrupt bytes", corrupt_tiff, "m.tif"),
         Fault("movie: missing file", missing_movie, "no such file"),
         Fault("movie: unsupported format", unsupported_format, "unsupported"),
         Fault("PNG folder: missing frame number", png_folder_missing_frame, "missing"),
         Fault("PNG folder: frame of another size", png_folder_other_size, "shape"),
-        Fault("PNG folder: unreadable frame", png_folder_unreadable_frame, "frame_002.png"),
-        Fault("frame with NaN", nan_frame, "NaN"),
-        Fault("frame with inf", inf_frame, "inf"),
+        Fault("PNG folder: unreadable frame", png_folder_unreadable_frame, "frame_002.png", partial=True),
+        Fault("frame with NaN", nan_frame, "frame 3: frame has 1 non-finite"),
+        Fault("frame with inf", inf_frame, "frame 2:"),
         Fault("all-zero frames", all_zero_frames, ok=True),
         Fault("saturated frames", saturated_frames, ok=True),
         Fault("complex dtype", complex_dtype, "dtype"),
@@ -460,6 +488,13 @@ def run_fault(fault: Fault, tmp: Path) -> tuple[str, str]:
         return "FAILED", f"not a one-line error: {message[:200]}"
     if fault.expect.lower() not in message.lower():
         return "FAILED", f"message lacks {fault.expect!r}: {message[:160]}"
+    if fault.partial:
+        if leftovers or not out.exists():
+            return "FAILED", f"no complete partial output: {leftovers or 'nothing written'}"
+        text = out.read_text()
+        if not text.endswith("\n") or "track_id" not in text.splitlines()[0]:
+            return "FAILED", "the partial output is not a complete table"
+        return "handled", f"exit 2, {len(pd.read_csv(out))} committed rows kept: {message[:120]}"
     if out.exists() or leftovers:
         return "FAILED", f"output left behind: {out if out.exists() else leftovers}"
     return "handled", f"exit 2: {message[:160]}"

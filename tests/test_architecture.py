@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"stream"},
     {"cells", "motion"},
     {"metrics", "plot"},
-    {"live", "api", "info"},
+    {"live", "api", "info", "batch"},
     {"cli"},
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

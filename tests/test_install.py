@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DISTRIBUTIONS = {"numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "numba": "numba", "onnxruntime": "onnxruntime",
                  "tifffile": "tifffile", "imagecodecs": "imagecodecs", "imageio": "imageio", "ruptures": "ruptures",
                  "ortools": "ortools", "matplotlib": "matplotlib", "imageio_ffmpeg": "imageio-ffmpeg", "zarr": "zarr",
-                 "pycromanager": "pycromanager", "PIL": "pillow", "pyarrow": "pyarrow", "onnx": "onnx", "llvmlite": "llvmlite"}
+                 "pycromanager": "pycromanager", "PIL": "pillow", "distributed": "distributed", "dask": "distributed", "pyarrow": "pyarrow", "onnx": "onnx", "llvmlite": "llvmlite"}
 
 
 def _project():
@@ -41,7 +41,7 @@ def test_core_is_light_and_the_gpu_is_an_extra():
     assert {"numpy", "scipy", "pandas", "numba", "onnxruntime", "tifffile", "imagecodecs", "ruptures"} <= core
     extras = project["optional-dependencies"]
     assert "onnxruntime-gpu" in _names(extras["gpu"]) and "[cuda,cudnn]" in extras["gpu"][0]
-    for extra in ("plot", "microscope", "parquet", "train", "test", "all"):
+    for extra in ("plot", "microscope", "parquet", "dask", "train", "test", "all"):
         assert extra in extras
 
 

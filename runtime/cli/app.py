@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "train-classifier": "train_classifier",
     "doctor": "doctor",
+    "batch": "batch",
 }
 
 

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edgetrack.runtime.errors import FileReadError, InputError
+from edgetrack.runtime.errors import EdgetrackError, FileReadError, InputError
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:
@@ -40,6 +40,8 @@ class Movie:
         index %= self._n
         try:
             frame = self._reader(index)
+        except EdgetrackError:
+            raise  # already names the file and frame
         except (OSError, ValueError, RuntimeError) as exc:
             raise FileReadError(f"{self.source}: cannot read frame {index}: {exc}") from None
         frame = to_grey(np.asarray(frame))

@@ -69,15 +69,55 @@ def _open_tiff_quietly(path: Path) -> Movie:
         n = int(np.prod(shape[:-3])) if len(shape) > 3 else 1
     else:
         n = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    if n == 0 or 0 in frame_shape:
+        raise InputError(f"{path}: the movie has no frames (shape {shape})")
     n_pages = len(series.pages)
-    if n_pages != n:
-        raise FileReadError(f"{path}: {n} frames declared but {n_pages} pages present (truncated file?)")
+    if n_pages > n:
+        raise FileReadError(f"{path}: {n} frames declared but {n_pages} pages present")
+    contiguous = _contiguous_tail(path, tif, series, n) if n_pages < n else None
 
     def read(i: int) -> np.ndarray:
-        with quiet_tifffile():
-            return series.pages[i].asarray()
+        if i < n_pages:
+            with quiet_tifffile():
+                return series.pages[i].asarray()
+        if contiguous is not None:
+            return contiguous(i)
+        raise FileReadError(f"{path}: frame {i} is missing: {n} frames declared but only {n_pages} readable "
+                            "(truncated file?)")
 
     return Movie(str(path), n, tuple(frame_shape), read)
+
+
+def _contiguous_tail(path: Path, tif, series, n: int):
+    """For a truncated uncompressed TIFF whose frames are stored one after another (tifffile, ImageJ): a reader
+    of frame i straight from its offset, failing with a clear error for the frames past the end of the file."""
+    page = series.pages[0]
+    try:
+        contiguous = page.is_contiguous  # a bool, or (offset, bytes) in older tifffile versions
+        if isinstance(contiguous, tuple):
+            offset, nbytes = contiguous
+        elif contiguous:
+            offset, nbytes = int(page.dataoffsets[0]), int(sum(page.databytecounts))
+        else:
+            return None
+        dtype = np.dtype(page.dtype).newbyteorder(tif.byteorder)
+        shape = tuple(page.shape)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if offset is None or nbytes != int(np.prod(shape)) * dtype.itemsize or page.compression != 1:
+        return None
+    complete = max(0, (path.stat().st_size - offset) // nbytes)
+
+    def read(i: int) -> np.ndarray:
+        if i >= complete:
+            raise FileReadError(f"{path}: frame {i} is missing: the file ends after {min(complete, n)} complete "
+                                f"frames of the {n} declared (truncated file?)")
+        with open(path, "rb") as fh:
+            fh.seek(offset + i * nbytes)
+            data = fh.read(nbytes)
+        return np.frombuffer(data, dtype).reshape(shape)
+
+    return read
 
 
 def _movie_from_array(source: str, arr: np.ndarray) -> Movie:
@@ -171,7 +211,9 @@ def open_movie(source: str | os.PathLike[str] | np.ndarray, *, channel: int | No
     if suffix in (".tif", ".tiff"):
         if path.stat().st_size == 0:
             raise FileReadError(f"{path}: the file is empty")
-        axes, sizes = _tiff_axes(path)
+        axes, sizes, shape = _tiff_axes(path)
+        if 0 in shape:
+            raise InputError(f"{path}: the movie has no frames (a TIFF of shape {shape}: 0 pages of image data)")
         if path.name.lower().endswith((".ome.tif", ".ome.tiff")) or {"C", "Z"} & set(axes):
             from edgetrack.runtime.io.ome import open_ome_tiff
 
@@ -198,7 +240,7 @@ def _describe(axes: str, sizes: dict[str, int]) -> str:
     return f"axes {axes} (" + ", ".join(f"{a}={sizes[a]}" for a in axes) + ")"
 
 
-def _tiff_axes(path: Path) -> tuple[str, dict[str, int]]:
+def _tiff_axes(path: Path) -> tuple[str, dict[str, int], tuple[int, ...]]:
     """The axes of a TIFF's first series as tifffile names them (T, Z, C, Y, X, S, Q unknown, ...)."""
     import tifffile
 
@@ -209,7 +251,7 @@ def _tiff_axes(path: Path) -> tuple[str, dict[str, int]]:
             shape = tuple(int(v) for v in series.shape)
     except Exception as exc:
         raise FileReadError(f"{path}: not a readable TIFF ({exc})") from None
-    return axes, dict(zip(axes, shape))
+    return axes, dict(zip(axes, shape)), shape
 
 
 def _one_plane(movie: Movie, channel: int | None, z: int | None) -> Movie:

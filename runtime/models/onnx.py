@@ -80,8 +80,13 @@ def manifest_entry(name: str, folder: Path | str | None = None) -> dict[str, Any
     for entry in read_manifest(folder)["models"]:
         if entry.get("name") == name:
             return entry
+    where = Path(folder or models_dir())
+    if not where.is_dir():
+        raise ModelError(f"the models folder {where} does not exist (model {name!r} is looked for there)")
+    if not (where / "manifest.json").is_file():
+        raise ModelError(f"the models folder {where} has no manifest.json (model {name!r} is looked for there)")
     known = ", ".join(model_names(folder)) or "none"
-    raise ModelError(f"no exported model named {name!r} (known models: {known}); train and export it first")
+    raise ModelError(f"no exported model named {name!r} in {where} (known models: {known}); train and export it first")
 
 
 def file_sha256(path: Path | str) -> str:

@@ -26,6 +26,8 @@ the frames the table has. Tracks with fewer than 3 frames get NaN and state -1.
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import math
 from collections import deque
@@ -463,12 +465,25 @@ def write_analysis(result: AnalyzeResult, out: Path | str, *, andi: bool = False
     from edgetrack.runtime.io.tables import write_table
 
     out = Path(out)
+    created = [p for p in (out, *out.parents) if not p.exists()][::-1]  # folders this call makes, outermost first
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         from edgetrack.runtime.errors import OutputError
 
         raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    try:
+        return _write_analysis_files(result, out, andi, fov)
+    except BaseException:  # interrupted or failed: each file is complete or absent; no empty folder is left
+        for folder in ([out / "andi"] if andi else []) + created[::-1]:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
+
+
+def _write_analysis_files(result: AnalyzeResult, out: Path, andi: bool, fov: int) -> list[Path]:
+    from edgetrack.runtime.io.tables import write_table
+
     paths = [write_table(result.frames, out / "frames.csv"), write_table(result.segments, out / "segments.csv"),
              write_table(result.ensemble, out / "ensemble.csv")]
     units = out / "units.txt"

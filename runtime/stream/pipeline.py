@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 import pandas as pd
 
 from edgetrack.runtime.detect.config import DetectConfig
-from edgetrack.runtime.errors import InputError
+from edgetrack.runtime.errors import EdgetrackError, InputError
 from edgetrack.runtime.io.tables import check_table
 from edgetrack.runtime.stream.config import TrackerConfig
 from edgetrack.runtime.stream.tracker import Tracker
@@ -24,24 +24,39 @@ from edgetrack.runtime.stream.updates import TrackUpdate
 
 
 def track_frames(tracker: Tracker, frames: Iterable[np.ndarray], prefetch: int = 2,
-                 flush: bool = True) -> Iterator[TrackUpdate]:
+                 flush: bool = True, between: Callable[[], bool] | None = None) -> Iterator[TrackUpdate]:
     """Push every frame of ``frames`` into ``tracker``, yielding committed updates as they come.
 
     prefetch: frames detected ahead in one worker thread (0 = no thread, plain ``push``).
     flush: commit the remaining frames at the end of ``frames`` (the end of the stream).
+    between: called after each push once its updates were yielded (the tracker and whatever consumed
+        the updates are then consistent: a safe point for a checkpoint); returning True stops the
+        stream there, without flushing.
+
+    A frame that fails to read (a truncated or unreadable file) raises its error only after the
+    frames read before it were pushed and their updates yielded; nothing is flushed then, so the
+    tracker can be checkpointed and resumed. Errors of a frame name its index in the stream.
     """
+    first = tracker.frames_pushed
     if prefetch <= 0:
         for frame in frames:
             yield from tracker.push(frame)
+            if between is not None and between():
+                return
     else:
-        def work(image: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+        def work(index: int, image: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
             image = np.asarray(image)
-            return image.shape, tracker.detect(image)
+            try:
+                return image.shape, tracker.detect(image)
+            except InputError as exc:
+                raise InputError(f"frame {index}: {exc}") from None
 
         pending: deque[Future] = deque()
+        failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetrack-detect") as pool:
             iterator = iter(frames)
             exhausted = False
+            submitted = 0
             try:
                 while True:
                     while not exhausted and len(pending) <= prefetch:
@@ -50,14 +65,22 @@ def track_frames(tracker: Tracker, frames: Iterable[np.ndarray], prefetch: int =
                         except StopIteration:
                             exhausted = True
                             break
-                        pending.append(pool.submit(work, image))
+                        except EdgetrackError as exc:  # push what was read before it, then raise
+                            failure, exhausted = exc, True
+                            break
+                        pending.append(pool.submit(work, first + submitted, image))
+                        submitted += 1
                     if not pending:
                         break
                     shape, spots = pending.popleft().result()
                     yield from tracker.push_spots(spots, frame_shape=shape)
+                    if between is not None and between():
+                        return
             finally:
                 for future in pending:
                     future.cancel()
+        if failure is not None:
+            raise failure
     if flush:
         yield from tracker.flush()
 

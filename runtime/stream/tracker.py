@@ -30,6 +30,7 @@ from edgetrack.runtime.link.lineage import tracks_from_links
 from edgetrack.runtime.link.problem import UNDECIDED, LinkProblem
 from edgetrack.runtime.link.registry import get_linker
 from edgetrack.runtime.stream.config import TrackerConfig
+from edgetrack.runtime.stream.state import check_state
 from edgetrack.runtime.stream.updates import TrackUpdate, points_frame
 from edgetrack.runtime.stream.window import Block, cap_candidates, largest_frame_component
 
@@ -48,6 +49,9 @@ class Tracker:
     Options are those of :class:`TrackerConfig` (given as a config or keywords); detection options are
     a :class:`~edgetrack.runtime.detect.config.DetectConfig` (or a dict). Ids are per tracker instance.
     """
+
+    #: A jump over skipped (empty) frames reports at most this many of them as committed empty updates.
+    MAX_EMPTY_UPDATES = 10_000
 
     def __init__(self, config: TrackerConfig | dict | None = None, *, detect: DetectConfig | dict | None = None,
                  **options) -> None:
@@ -96,8 +100,8 @@ class Tracker:
         """Add the next frame (a 2-D image) or its detections (a DataFrame with ``y, x`` [+ features]).
 
         ``frame`` may be given to skip ahead (frames in between are treated as empty); it must increase.
-        A jump of any length costs O(window + max_gap): after the frames still in the window are
-        committed, the rest of the empty frames are jumped over without an update each.
+        A jump of any length costs at most O(window + max_gap + MAX_EMPTY_UPDATES): the skipped frames
+        still in the window are solved, the others are committed empty without a solve (see ``_skip_to``).
         Returns the updates (0 or more committed frames) that became final with this push.
         """
         if self._finished:
@@ -109,7 +113,7 @@ class Tracker:
         if isinstance(item, pd.DataFrame):
             values = self._values_from_table(item)
         else:
-            values = self._values_from_image(item)
+            values = self._values_from_image(item, index)
         updates = self._skip_to(index)
         updates.extend(self._add(values))
         return updates
@@ -151,9 +155,12 @@ class Tracker:
 
         Only the first ``window + max_gap`` skipped frames are pushed one by one (they commit the frames
         still in the window, with the same results as before); after those the window holds nothing but
-        empty frames, so the rest of a long jump is done in O(1): the window is rebuilt as the empty frames
-        just before ``index``, exactly the state that pushing every empty frame would have left. The frames
-        jumped over in that way give no (empty) update each; ``frames_committed`` counts them.
+        empty frames, so the rest of a jump is done without solving anything: the window is rebuilt as the
+        empty frames just before ``index``, exactly the state that pushing every empty frame would have
+        left. The frames committed on the way get their (empty) update as before, up to
+        :attr:`MAX_EMPTY_UPDATES` per jump (a live client sees every dropped frame committed); a longer
+        jump costs O(MAX_EMPTY_UPDATES) whatever its length, and its further frames get no update
+        (``frames_committed`` counts them).
         """
         cfg = self.config
         updates: list[TrackUpdate] = []
@@ -162,12 +169,25 @@ class Tracker:
             updates.extend(self._add(self._empty_values()))
         if self._next_frame < index:
             committed = max(index - (cfg.window - 1), 0)
+            report = range(self._n_committed_frames,
+                           min(committed, self._n_committed_frames + max(self.MAX_EMPTY_UPDATES - len(updates), 0)))
+            for t in report:
+                update = self._empty_update(t)
+                updates.append(update)
+                if cfg.keep_results:
+                    self._results.append(update)
             self._blocks.clear()
             for t in range(max(committed - cfg.max_gap, 0), index):
                 self._blocks.append(self._empty_block(t))
             self._n_committed_frames = committed
             self._next_frame = index
         return updates
+
+    def _empty_update(self, frame: int) -> TrackUpdate:
+        empty = np.zeros(0, np.int64)
+        return TrackUpdate(frame=frame, columns=self._columns or ("y", "x"), values=self._empty_values(),
+                           track_id=empty, parent_track_id=empty.copy(), det_id=empty.copy(),
+                           parent_det_id=empty.copy())
 
     def _empty_block(self, frame: int) -> Block:
         return Block(frame=frame, first_id=self._next_id, values=self._empty_values(),
@@ -284,11 +304,12 @@ class Tracker:
 
     @classmethod
     def resume(cls, state: dict) -> "Tracker":
-        """A tracker restored from :meth:`checkpoint` (or :func:`~edgetrack.runtime.stream.checkpoint.load_checkpoint`)."""
-        if not isinstance(state, dict) or state.get("format") != "edgetrack-tracker-checkpoint":
-            raise InputError("not an edgetrack tracker checkpoint")
-        if state.get("version") != 1:
-            raise InputError(f"unsupported checkpoint version {state.get('version')!r} (this edgetrack reads 1)")
+        """A tracker restored from :meth:`checkpoint` (or :func:`~edgetrack.runtime.stream.checkpoint.load_checkpoint`).
+
+        The state is checked completely first (:func:`~edgetrack.runtime.stream.state.check_state`):
+        an inconsistent one is an :class:`InputError` naming the problem, never a crash in a kernel.
+        """
+        check_state(state)
         try:
             tracker = cls(TrackerConfig.from_dict(state["config"]), detect=DetectConfig.from_dict(state["detect_config"]))
             tracker._columns = tuple(state["columns"]) if state["columns"] is not None else None
@@ -322,8 +343,11 @@ class Tracker:
         return tracker
 
     # ------------------------------------------------------------------ input conversion
-    def _values_from_image(self, image: np.ndarray) -> np.ndarray:
-        image = check_frame(np.asarray(image))
+    def _values_from_image(self, image: np.ndarray, index: int) -> np.ndarray:
+        try:
+            image = check_frame(np.asarray(image))
+        except InputError as exc:
+            raise InputError(f"frame {index}: {exc}") from None
         self._check_shape(image.shape)
         values = self._detect_checked(image)
         self._set_columns(SPOT_FEATURES)

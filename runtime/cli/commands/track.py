@@ -8,6 +8,7 @@ a CSV of tracks or napari tracks.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from edgetrack.runtime.cells import defaults as cells
 from edgetrack.runtime.cli.options import (SPOTS, add_detect_arguments, add_progress_arguments, add_tracker_arguments,
@@ -39,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("movie planes (multi-channel or z-stack files are refused unless chosen)")
     g.add_argument("--channel", type=int, default=None, metavar="C", help="the channel to track (0-based)")
     g.add_argument("--z", type=int, default=None, metavar="Z", help="the z plane to track (0-based)")
+    g = parser.add_argument_group("stopping and resuming (spots)")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="FRAMES",
+                   help="save the tracker's state to OUT.checkpoint.npz every FRAMES frames (a killed run can "
+                        "then --resume); a run stopped by SIGTERM, SIGHUP or an unreadable frame always saves "
+                        "one, and writes what it committed to OUT")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run stopped with OUT.checkpoint.npz; the result is identical to an "
+                        "uninterrupted run's")
     add_detect_arguments(parser)
     add_tracker_arguments(parser)
     parser.set_defaults(**{key: None for key in SPOT_DEFAULTS})
@@ -69,40 +78,144 @@ def run(args: argparse.Namespace) -> int:
     return _run_spots(args)
 
 
+def checkpoint_path(out: str) -> Path:
+    """Where ``edgetrack track --out OUT`` keeps its checkpoint: ``OUT.checkpoint.npz``."""
+    return Path(f"{out}.checkpoint.npz")
+
+
 def _run_spots(args: argparse.Namespace) -> int:
     import sys
     import time
 
-    from edgetrack.runtime.io.atomic import atomic_open
     from edgetrack.runtime.cli.interrupt import check as check_interrupt
-    from edgetrack.runtime.io.readers import open_movie
+    from edgetrack.runtime.cli.interrupt import deferring_termination, signal_name, terminated
     from edgetrack.runtime.cli.progress import Progress
+    from edgetrack.runtime.errors import ConfigError, FileReadError
+    from edgetrack.runtime.io.atomic import atomic_open
+    from edgetrack.runtime.io.readers import open_movie
+    from edgetrack.runtime.stream.checkpoint import save_checkpoint
     from edgetrack.runtime.stream.pipeline import track_frames
     from edgetrack.runtime.stream.tracker import Tracker
     from edgetrack.runtime.stream.writer import UpdateWriter
 
+    every = args.checkpoint_every
+    if every is not None and every < 1:
+        raise ConfigError(f"--checkpoint-every must be at least 1 frame, got {every}")
     movie = open_movie(args.movie, channel=args.channel, z=args.z)
     tracker = Tracker(detect=detect_options(args), invert=args.invert, keep_results=False,
                       **_with_defaults(args, SPOT_DEFAULTS))
-    n_points = 0
-    tracks: set = set()
+    ckpt = checkpoint_path(args.out)
+    prefix, resumed, leftover = b"", {"n_points": 0, "max_track": -1}, None
+    if args.resume:
+        tracker, prefix, resumed, leftover = _resume(args, ckpt, tracker, movie)
+    first = tracker.frames_pushed
+    movie_meta = {"source": str(args.movie), "n_frames": len(movie), "frame_shape": list(movie.frame_shape)}
+    stop: dict = {}
     start = time.perf_counter()
-    with atomic_open(args.out, "w", newline="") as handle, \
-            Progress(len(movie), "tracking", enabled=not args.quiet) as bar:
+    with atomic_open(args.out, "w", newline="", encoding="utf-8") as handle, \
+            Progress(len(movie), "tracking", enabled=not args.quiet) as bar, deferring_termination():
         writer = UpdateWriter(handle)
-        for update in track_frames(tracker, movie):
-            writer.write([update])
+        writer.resume_from(prefix, resumed["n_points"], resumed["max_track"])
+        bar.update(first)
+
+        def between() -> bool:  # after each frame's push: a consistent point
             bar.update()
             check_interrupt()
-        check_interrupt()  # before the output replaces the previous one
+            if every is not None and tracker.frames_pushed % every == 0:
+                position = writer.position()
+                _fsync(handle)
+                save_checkpoint(tracker, ckpt, {**position, "movie": movie_meta, "partial": handle.name})
+            signum = terminated()
+            if signum is not None:
+                stop["signal"] = signum
+                return True
+            return False
+
+        frames = (movie[i] for i in range(first, len(movie)))
+        try:
+            for update in track_frames(tracker, frames, flush=False, between=between):
+                writer.write([update])
+        except FileReadError as exc:  # a truncated or unreadable frame: keep what was committed
+            stop["error"] = exc
+        if not stop and terminated() is not None:
+            stop["signal"] = terminated()
+        if not stop:
+            for update in tracker.flush():
+                writer.write([update])
+            check_interrupt()  # before the output replaces the previous one
+        position = writer.position()
         writer.close()
-        n_points = writer.n_points
-        tracks = writer.n_tracks
+        n_points, tracks = writer.n_points, writer.n_tracks
+    if stop:
+        save_checkpoint(tracker, ckpt, {**position, "movie": movie_meta, "partial": None})
+        where = (f"stopped before frame {tracker.frames_pushed} of {len(movie)}: frames 0..{tracker.frames_committed - 1} "
+                 f"committed ({n_points} points in {tracks} tracks) written to {args.out}, the state to {ckpt}; "
+                 "rerun with --resume to continue")
+        if "error" in stop:
+            raise FileReadError(f"{stop['error']}; {where} once the movie is readable")
+        print(f"edgetrack track: {signal_name(stop['signal'])}: {where}", file=sys.stderr)
+        return 128 + int(stop["signal"])
+    for stale in (ckpt, leftover):
+        if stale is not None:
+            stale.unlink(missing_ok=True)
     elapsed = time.perf_counter() - start
     if not args.quiet:
-        print(f"tracked {len(movie)} frames in {elapsed:.2f} s ({len(movie) / elapsed:.1f} frames/s): "
+        done = len(movie) - first
+        print(f"tracked {done} frames in {elapsed:.2f} s ({done / max(elapsed, 1e-9):.1f} frames/s)"
+              f"{f' (resumed at frame {first})' if args.resume else ''}: "
               f"{n_points} points in {tracks} tracks -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _fsync(handle) -> None:
+    import os
+
+    try:
+        os.fsync(handle.fileno())
+    except (OSError, AttributeError, ValueError):
+        pass  # not a real file: nothing more durable to do
+
+
+def _resume(args: argparse.Namespace, ckpt: Path, fresh, movie):
+    """The checkpointed tracker, the output bytes it had written, its counters, and a leftover partial file."""
+    import hashlib
+
+    from edgetrack.runtime.errors import ConfigError, InputError
+    from edgetrack.runtime.stream.checkpoint import load_checkpoint, read_checkpoint_meta
+
+    if not ckpt.is_file():
+        raise InputError(f"--resume: no checkpoint {ckpt} (a run stopped by SIGTERM, SIGHUP or an unreadable frame "
+                         "writes one, and --checkpoint-every N saves one every N frames)")
+    meta = read_checkpoint_meta(ckpt)
+    tracker = load_checkpoint(ckpt)
+    now = {**fresh.config.to_dict(), **{f"detect.{k}": v for k, v in fresh.detect_config.to_dict().items()}}
+    then = {**tracker.config.to_dict(), **{f"detect.{k}": v for k, v in tracker.detect_config.to_dict().items()}}
+    changed = [f"{k} {then.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)" for k in sorted(now) if now[k] != then.get(k)]
+    if changed:
+        raise ConfigError(f"--resume: the options differ from the stopped run's: {'; '.join(changed)}")
+    try:
+        size, digest = int(meta["bytes"]), str(meta["sha256"])
+        counters = {"n_points": int(meta["n_points"]), "max_track": int(meta["max_track"])}
+        shape = [int(v) for v in meta["movie"]["frame_shape"]]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{ckpt}: not a checkpoint of edgetrack track (no output position)") from None
+    if shape != list(movie.frame_shape):
+        raise InputError(f"--resume: {args.movie} has frames of shape {tuple(movie.frame_shape)}, the stopped run's "
+                         f"had {tuple(shape)}")
+    if len(movie) < tracker.frames_pushed:
+        raise InputError(f"--resume: {args.movie} has {len(movie)} frames, the stopped run had already read "
+                         f"{tracker.frames_pushed}")
+    candidates = [Path(args.out)] + ([Path(meta["partial"])] if meta.get("partial") else [])
+    for candidate in candidates:  # the output of a stopped run, or the partial file of a killed one
+        try:
+            with open(candidate, "rb") as fh:
+                prefix = fh.read(size)
+        except OSError:
+            continue
+        if len(prefix) == size and hashlib.sha256(prefix).hexdigest() == digest:
+            return tracker, prefix, counters, (candidate if candidate != Path(args.out) else None)
+    raise InputError(f"--resume: {args.out} does not start with the {size} bytes the checkpoint {ckpt} expects "
+                     "(changed, or written by another run); run without --resume to start again")
 
 
 def _run_masks(args: argparse.Namespace) -> int:
