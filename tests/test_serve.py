@@ -18,8 +18,8 @@ import pytest
 
 from edgetrack.runtime.errors import ConfigError
 from edgetrack.runtime.live.serve import ServeConfig, TrackServer
-from edgetrack.runtime.live.client import Dropped, RemoteError, RemoteUpdate, TrackClient
-from edgetrack.runtime.live.protocol import PREFIX, Msg, encode, read_message
+from edgetrack.runtime.live.client import Dropped, RemoteUpdate, TrackClient
+from edgetrack.runtime.live.protocol import PREFIX, Msg, default_token_path, read_message, read_token_file
 from edgetrack.runtime.stream.tracker import Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,13 @@ def direct_tracks(movie, **options) -> pd.DataFrame:
     return tracker.finish()
 
 
+@pytest.fixture(autouse=True)
+def private_runtime_dir(tmp_path, monkeypatch):
+    """Token files go to a per-test folder, never to the real ~/.local/share."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("APPDATA", str(tmp_path / "xdg"))
+
+
 @pytest.fixture()
 def server(tmp_path):
     with TrackServer(port=0, queue_frames=64, message_timeout=1.0, out_dir=str(tmp_path)) as srv:
@@ -42,8 +49,13 @@ def server(tmp_path):
 class RawClient:
     """A hand-written client speaking the byte layout of docs/serve-protocol.md (no edgetrack client code)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, hello: dict | None = None) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10.0)
+        self.token = read_token_file(default_token_path(port))  # where a local server writes it
+        if hello is not None:  # authenticate as a real client would (the token is required in HELLO)
+            self.send(1, {"token": self.token, **hello})
+            kind, header, _ = self.read()
+            assert kind == Msg.READY, header
 
     def send(self, kind: int, header: dict, payload: bytes = b"", version: int = 1, magic: bytes = b"ETRK") -> None:
         body = json.dumps(header).encode()
@@ -83,7 +95,7 @@ def test_matches_direct_tracking_and_writes_session_file(server, small_movie, tm
     linked = tracks[tracks["parent_det_id"] >= 0]
     assert len(linked) > len(tracks) // 2
     written = pd.read_csv(summary["file"])
-    assert Path(summary["file"]).name == "session0001-cam_1.csv"
+    assert Path(summary["file"]).name == f"{server.run_id}-session0001-cam_1.csv"
     np.testing.assert_allclose(written[["y", "x"]], expected[["y", "x"]], atol=1e-4)
 
 
@@ -109,7 +121,7 @@ def test_spots_stream_and_restart(server):
 
 def test_bad_frames_get_errors_and_the_session_goes_on(server, small_movie):
     movie, _ = small_movie
-    raw = RawClient(server.address[1])
+    raw = RawClient(server.address[1], hello={})
     raw.frame(0, movie[0])
     raw.frame(1, movie[1].astype(np.int8))  # unsupported dtype
     raw.frame(1, movie[1][:50])  # wrong shape
@@ -136,8 +148,7 @@ def test_truncated_message_and_vanishing_client_do_not_disturb_others(server, sm
     movie, _ = small_movie
     other = TrackClient(server.address[1], name="other", tracker={"max_distance": 5.0})
     # client A: two good frames, then half a frame, then it closes its sending side
-    a = RawClient(server.address[1])
-    a.send(1, {"name": "truncated"})
+    a = RawClient(server.address[1], hello={"name": "truncated"})
     a.frame(0, movie[0])
     a.frame(1, movie[1])
     body = json.dumps({"frame": 2, "shape": [128, 128], "dtype": "uint16"}).encode()
@@ -149,8 +160,7 @@ def test_truncated_message_and_vanishing_client_do_not_disturb_others(server, sm
     assert errors[-1]["code"] == "truncated" and errors[-1]["fatal"]
     assert [h["frame"] for k, h, _ in messages if k == Msg.UPDATE] == [0, 1]  # nothing committed was lost
     # client B sends frames and vanishes without a word
-    b = RawClient(server.address[1])
-    b.send(1, {"name": "vanished"})
+    b = RawClient(server.address[1], hello={"name": "vanished"})
     for t in range(5):
         b.frame(t, movie[t])
     time.sleep(0.2)
@@ -164,7 +174,7 @@ def test_truncated_message_and_vanishing_client_do_not_disturb_others(server, sm
     deadline = time.monotonic() + 10
     while len(server.finished_sessions) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    by_name = {Path(s["file"]).stem.split("-", 1)[1]: s for s in server.finished_sessions}
+    by_name = {s["name"]: s for s in server.finished_sessions}
     assert by_name["vanished"]["frames_committed"] == 5  # its window was committed and written
     written = pd.read_csv(by_name["vanished"]["file"])
     assert sorted(written["frame"].unique()) == [0, 1, 2, 3, 4]
@@ -222,7 +232,7 @@ def test_config_errors_busy_and_shutdown_message(small_movie):
         ServeConfig(host="0.0.0.0")
     with pytest.raises(ConfigError, match="unknown option"):
         ServeConfig(tracker={"max_distanse": 3})
-    srv = TrackServer(port=0, max_clients=2).start()
+    srv = TrackServer(port=0, max_clients=2, allow_shutdown=True).start()
     try:
         with pytest.raises(ConfigError, match="unknown option"):
             TrackClient(srv.address[1], tracker={"windoww": 3})
@@ -231,7 +241,8 @@ def test_config_errors_busy_and_shutdown_message(small_movie):
             time.sleep(0.02)
         first = TrackClient(srv.address[1])
         second = TrackClient(srv.address[1])
-        third = RawClient(srv.address[1])
+        third = RawClient(srv.address[1])  # connected, but a client only once authenticated
+        third.send(1, {"token": third.token})
         kind, header, _ = third.read()
         assert header["code"] == "server_busy"
         third.close()
@@ -254,8 +265,8 @@ def test_cli_server_process_with_sigterm(tmp_path, small_movie):
     movie, _ = small_movie
     port_file = tmp_path / "port"
     proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli.app", "serve", "--port", "0", "--port-file",
-                             str(port_file), "--out-dir", str(tmp_path), "--max-distance", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             str(port_file), "--out-dir", str(tmp_path / "new" / "out"), "--max-distance", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         deadline = time.monotonic() + 180  # a cold Numba cache compiles during the server's warm-up
         while not port_file.exists():
@@ -273,7 +284,12 @@ def test_cli_server_process_with_sigterm(tmp_path, small_movie):
         assert client.closed.wait(5.0)
         assert [u.frame for u in client.updates] == list(range(8))
         client.close()
-        assert len(pd.read_csv(tmp_path / "session0001-sig.csv")["frame"].unique()) == 8
+        out = tmp_path / "new" / "out"  # --out-dir is created when missing
+        (written,) = out.glob("run*-session0001-sig.csv")
+        assert len(pd.read_csv(written)["frame"].unique()) == 8
+        index = pd.read_csv(next(out.glob("run*-sessions.csv")))
+        assert index["file"].tolist() == [str(written)] and index["status"].tolist() == ["ended"]
+        assert not default_token_path(port).exists()  # removed at shutdown
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -285,10 +301,10 @@ def test_example_client_process_against_server(server, small_movie, tmp_path):
     np.save(tmp_path / "movie.npy", movie)
     out = tmp_path / "tracks.csv"
     result = subprocess.run([sys.executable, str(ROOT / "examples" / "serve_client.py"), str(tmp_path / "movie.npy"),
-                             "--port", str(server.address[1]), "--out", str(out), "--lossless"],
+                             "--port", str(server.address[1]), "--out", str(out)],  # lossless by default
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     tracks = pd.read_csv(out)
     expected = direct_tracks(movie, max_distance=5.0)
     pd.testing.assert_frame_equal(tracks[POINT_COLUMNS], expected[POINT_COLUMNS], check_exact=False, rtol=1e-9)
-    assert "dropped 0" in result.stderr
+    assert "dropped 0" in result.stderr and "lossless" in result.stderr

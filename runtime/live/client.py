@@ -11,6 +11,12 @@
 
 A receiver thread reads the server's messages as they come; they are handed over by :meth:`poll`
 (or to ``on_event`` in the receiver thread, if given). Only numpy and pandas are needed.
+
+The server's token is found by itself: a server on this computer writes it to ``serve-<port>.token``
+in the per-user runtime folder (:func:`~edgetrack.runtime.live.protocol.default_token_path`), and
+the client reads it from there unless ``token`` or ``token_file`` is given. What the server sends is
+checked against the client's own limits (``max_message_mib``), so a misbehaving server cannot make
+it allocate without bound.
 """
 
 from __future__ import annotations
@@ -27,8 +33,15 @@ import numpy as np
 import pandas as pd
 
 from edgetrack.runtime.errors import ConfigError, EdgetrackError, InputError
-from edgetrack.runtime.live.protocol import (FRAME_DTYPES, ConnectionClosed, Msg, ProtocolError, decode_table, encode_table,
-                             read_message, send_message)
+from pathlib import Path
+
+from edgetrack.runtime.live.protocol import (FRAME_DTYPES, ConnectionClosed, Msg, ProtocolError, decode_table,
+                                             default_token_path, encode_table, read_message, read_token_file,
+                                             send_message)
+
+#: ERROR codes that answer a request of the calling thread (HELLO, PING, END) and end the wait for it.
+_REFUSALS = ("bad_config", "session_active", "not_allowed", "server_busy", "unauthorized", "internal_error",
+             "session_failed")
 
 
 @dataclasses.dataclass
@@ -58,10 +71,12 @@ class RemoteUpdate:
 
 @dataclasses.dataclass
 class Dropped:
-    """The server did not track this frame (its queue was full); ``total`` drops in this session."""
+    """The server did not track this frame; ``total`` drops in this session; ``reason``: queue_full,
+    tracking_failed, too_many_detections, abandoned (shutdown timeout) or failed (the session failed)."""
 
     frame: int
     total: int
+    reason: str = "queue_full"
 
 
 @dataclasses.dataclass
@@ -90,17 +105,29 @@ class TrackClient:
     sent frames are neither committed nor dropped nor rejected (None = never wait; frames beyond the
     server's queue are then dropped). It must exceed the session's latency (``window - 1`` frames);
     ``queue_frames`` (from :attr:`ready`) never overflows the server's queue and keeps it busy.
+    token: the server's token (None = read it from ``token_file``).
+    token_file: where to read the token (None = the default place for ``port``, see
+        :func:`~edgetrack.runtime.live.protocol.default_token_path`).
+    max_message_mib: largest payload accepted from the server, MiB (a larger announcement closes the
+        connection with :attr:`failure` set).
     """
 
     def __init__(self, port: int = 7878, host: str = "127.0.0.1", *, name: str = "",
                  tracker: dict | None = None, detect: dict | None = None, timeout: float = 30.0,
                  keep: bool = True, on_event: Callable[[Any], None] | None = None,
-                 max_in_flight: int | None = None) -> None:
+                 max_in_flight: int | None = None, token: str | None = None,
+                 token_file: str | Path | None = None, max_message_mib: float = 256.0) -> None:
+        if not 0 < max_message_mib <= 4096:
+            raise InputError(f"max_message_mib must be in (0, 4096], got {max_message_mib}")
         self.timeout = timeout
         self.max_in_flight = max_in_flight
+        self.max_payload = int(max_message_mib * (1 << 20))
+        self.token_file = Path(token_file) if token_file is not None else default_token_path(port)
+        self.token = token if token is not None else read_token_file(self.token_file)
+        self.failure: str | None = None  # why the receiver stopped, when it was not a normal close
         self._flow = threading.Condition()
         self._pending: collections.deque[int] = collections.deque()  # sent, not yet committed
-        self._settled: collections.Counter = collections.Counter()  # pending frames dropped or rejected
+        self._settled: set[int] = set()  # pending frames dropped or rejected
         self._committed_upto = -1
         self.keep = keep
         self._on_event = on_event
@@ -140,16 +167,16 @@ class TrackClient:
     def in_flight(self) -> int:
         """Frames sent that are not yet committed, dropped or rejected."""
         with self._flow:
-            return len(self._pending) - sum(self._settled.values())
+            return len(self._pending) - len(self._settled)
 
     def _wait_for_room(self) -> None:
         if self.max_in_flight is None:
             return
         deadline = time.monotonic() + self.timeout
         with self._flow:
-            while len(self._pending) - sum(self._settled.values()) >= self.max_in_flight:
+            while len(self._pending) - len(self._settled) >= self.max_in_flight:
                 if self.closed.is_set():
-                    raise ConnectionError("the server closed the connection")
+                    raise ConnectionError(self._closed_reason())
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"no frame was committed within {self.timeout} s (max_in_flight "
@@ -171,6 +198,14 @@ class TrackClient:
             except OSError as exc:
                 raise ConnectionError(f"sending to the server failed: {exc}") from None
 
+    def _closed_reason(self) -> str:
+        fatal = [e for e in self.errors if e.fatal]
+        if fatal:
+            return f"the server closed the connection ({fatal[-1].code}: {fatal[-1].message})"
+        if self.failure:
+            return f"the connection was closed: {self.failure}"
+        return "the server closed the connection"
+
     def _wait_control(self, expected: Msg) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout
         while True:
@@ -178,17 +213,26 @@ class TrackClient:
                 kind, header = self._control.get(timeout=max(0.0, min(0.25, deadline - time.monotonic())))
             except queue.Empty:
                 if self.closed.is_set():
-                    raise ConnectionError("the server closed the connection") from None
+                    raise ConnectionError(self._closed_reason()) from None
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no {expected.name} from the server within {self.timeout} s") from None
                 continue
             if kind == expected:
                 return header
             if kind == Msg.ERROR:
-                raise (ConfigError if header.get("code") == "bad_config" else ServerError)(header.get("message", ""))
+                message = str(header.get("message", ""))
+                if header.get("code") == "bad_config":
+                    raise ConfigError(message)
+                if header.get("code") == "unauthorized" and self.token is None:
+                    message += f" (no token was found in {self.token_file}: is the server on this port, " \
+                               "started by this user? pass token= or token_file=)"
+                raise ServerError(f"{header.get('code')}: {message}")
 
     def _hello(self, name: str, tracker: dict, detect: dict) -> dict[str, Any]:
-        self._send(Msg.HELLO, {"name": name, "tracker": tracker, "detect": detect})
+        hello: dict[str, Any] = {"name": name, "tracker": tracker, "detect": detect}
+        if self.token is not None:
+            hello["token"] = self.token
+        self._send(Msg.HELLO, hello)
         return self._wait_control(Msg.READY)
 
     def send_frame(self, image: np.ndarray, frame: int | None = None) -> int:
@@ -247,47 +291,64 @@ class TrackClient:
         return self.ready
 
     def shutdown_server(self) -> None:
-        """Ask the server to stop (it ends every session cleanly)."""
-        self._send(Msg.SHUTDOWN, {})
+        """Ask the server to stop (it ends every session cleanly; it must allow remote shutdown)."""
+        self._send(Msg.SHUTDOWN, {"token": self.token} if self.token is not None else {})
 
     # ------------------------------------------------------------------ receiving
     def _receive(self) -> None:
         try:
             while True:
                 try:
-                    kind, header, payload = read_message(self.sock, max_payload=1 << 34, message_timeout=self.timeout,
+                    kind, header, payload = read_message(self.sock, max_payload=self.max_payload,
+                                                         message_timeout=self.timeout,
                                                          should_stop=lambda: self._closing)
-                except (ConnectionClosed, ProtocolError, OSError):
+                except ConnectionClosed as exc:
+                    if exc.truncated and not self._closing:
+                        self.failure = str(exc)
                     return
-                now = time.perf_counter()
-                if kind == Msg.UPDATE:
-                    columns, values = decode_table(header, payload, "UPDATE")
-                    self._emit(RemoteUpdate(int(header["frame"]), tuple(columns), values.copy(), now))
-                elif kind == Msg.DROPPED:
-                    self._emit(Dropped(int(header["frame"]), int(header.get("dropped_total", 0))))
-                elif kind == Msg.ERROR:
-                    err = RemoteError(str(header.get("code")), str(header.get("message")), header.get("frame"),
-                                      bool(header.get("fatal")))
-                    self._emit(err)
-                    if header.get("code") in ("bad_config", "session_active", "not_allowed", "server_busy"):
-                        self._control.put((Msg.ERROR, header))
-                elif kind in (Msg.READY, Msg.ENDED, Msg.PONG):
-                    self._control.put((Msg(kind), header))
+                except ProtocolError as exc:
+                    self.failure = f"the server sent a message this client refuses ({exc.code}: {exc})"
+                    return
+                except OSError as exc:
+                    if not self._closing:
+                        self.failure = f"connection error: {exc}"
+                    return
+                try:
+                    self._handle(kind, header, payload)
+                except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+                    self.failure = f"the server sent a malformed {Msg(kind).name if kind in iter(Msg) else kind} " \
+                                   f"message ({exc})"
+                    return
         finally:
             self.closed.set()
+
+    def _handle(self, kind: int, header: dict[str, Any], payload: bytearray) -> None:
+        now = time.perf_counter()
+        if kind == Msg.UPDATE:
+            columns, values = decode_table(header, payload, "UPDATE")
+            self._emit(RemoteUpdate(_int(header, "frame"), tuple(columns), values.copy(), now))
+        elif kind == Msg.DROPPED:
+            self._emit(Dropped(_int(header, "frame"), int(header.get("dropped_total", 0)),
+                               str(header.get("reason", "queue_full"))))
+        elif kind == Msg.ERROR:
+            frame = header.get("frame")
+            err = RemoteError(str(header.get("code")), str(header.get("message")),
+                              frame if isinstance(frame, int) and not isinstance(frame, bool) else None,
+                              bool(header.get("fatal")))
+            self._emit(err)
+            if err.code in _REFUSALS or err.fatal:
+                self._control.put((Msg.ERROR, header))
+        elif kind in (Msg.READY, Msg.ENDED, Msg.PONG):
+            self._control.put((Msg(kind), header))
 
     def _settle(self, event: Any) -> None:
         with self._flow:
             if isinstance(event, RemoteUpdate):
                 self._committed_upto = max(self._committed_upto, event.frame)
                 while self._pending and self._pending[0] <= self._committed_upto:
-                    done = self._pending.popleft()
-                    if self._settled[done]:
-                        self._settled[done] -= 1
-                        if not self._settled[done]:
-                            del self._settled[done]
+                    self._settled.discard(self._pending.popleft())
             elif event.frame is not None and event.frame > self._committed_upto and event.frame in self._pending:
-                self._settled[event.frame] += 1
+                self._settled.add(event.frame)
             self._flow.notify_all()
 
     def _emit(self, event: Any) -> None:
@@ -343,3 +404,10 @@ class TrackClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _int(header: dict[str, Any], key: str) -> int:
+    value = header[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"'{key}' must be an integer, got {value!r}")
+    return value

@@ -31,6 +31,12 @@ class UpdateWriter:
         self._sha = hashlib.sha256()
 
     def write(self, updates) -> None:
+        """Buffer ``updates`` and write a chunk when enough rows are pending.
+
+        A failed write (a full disk) raises and loses nothing: the updates stay pending, whatever part
+        of the chunk reached the file is cut off again where possible, and a later ``write`` or
+        ``close`` writes them once.
+        """
         for u in updates:
             self.pending.append(u)
             self.pending_rows += len(u)
@@ -45,7 +51,7 @@ class UpdateWriter:
 
     def _emit(self, text: str) -> None:
         self.handle.write(text)
-        data = text.encode("utf-8")
+        data = text.encode("utf-8")  # counted only once the handle took all of it
         self.n_bytes += len(data)
         self._sha.update(data)
 
@@ -53,10 +59,22 @@ class UpdateWriter:
         if not self.pending:
             return
         table = pd.concat([u.to_dataframe() for u in self.pending], ignore_index=True)
-        self._emit(table.to_csv(None, header=self.header, index=False, float_format="%.4f"))
+        try:
+            self._emit(table.to_csv(None, header=self.header, index=False, float_format="%.4f"))
+        except BaseException:
+            self._cut_to_written()
+            raise
         self.header = False
         self.n_points += len(table)
         self.pending, self.pending_rows = [], 0
+
+    def _cut_to_written(self) -> None:
+        """Truncate the file to the bytes counted as written (drop a partly written chunk), if it can."""
+        try:
+            self.handle.seek(self.n_bytes)
+            self.handle.truncate()
+        except (OSError, ValueError, AttributeError):
+            pass  # not seekable, or the disk is still full: the caller reports the failure
 
     def position(self) -> dict:
         """Write what is pending and return ``{bytes, sha256, n_points, max_track}`` of the output so far."""
