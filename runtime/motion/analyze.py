@@ -52,6 +52,7 @@ __all__ = [
     "analyze_predictions",
     "paired_fraction",
     "andi_rows",
+    "fill_values",
     "write_andi",
     "write_analysis",
     "MotionEstimate",
@@ -391,7 +392,7 @@ def andi_rows(result: AnalyzeResult) -> list[list[float]]:
     which must be a whole number. A track too short to characterise (NaN alpha or K, state -1) gets
     the experiment's frame-weighted median alpha and K over the characterised segments (1 and 1
     when there are none) and state 2 (free), so that every track has a line the scorer can read."""
-    alpha_fill, K_fill = _fill_values(result)
+    alpha_fill, K_fill = fill_values(result)
     rows = []
     for t, s in zip(result.tracks, result.track_segments):
         try:
@@ -411,7 +412,7 @@ def andi_rows(result: AnalyzeResult) -> list[list[float]]:
     return rows
 
 
-def _fill_values(result: AnalyzeResult) -> tuple[float, float]:
+def fill_values(result: AnalyzeResult) -> tuple[float, float]:
     """Frame-weighted medians of alpha and K over the segments that have both (1.0, 1.0 if none)."""
     alphas, Ks, weights = [], [], []
     for t, s in zip(result.tracks, result.track_segments):
@@ -440,15 +441,17 @@ def _fmt(v: float) -> str:
     return repr(float(v))
 
 
-def write_andi(result: AnalyzeResult, folder: Path | str, fov: int = 0) -> list[Path]:
-    """Write ``fov_<fov>.txt`` (one line per track, comma-separated, :func:`andi_rows`) and
+def write_andi(result: AnalyzeResult, folder: Path | str, fov: int = 0,
+               rows: list[list[float]] | None = None) -> list[Path]:
+    """Write ``fov_<fov>.txt`` (one line per track, comma-separated, :func:`andi_rows`, or ``rows``
+    when given, such as :func:`~edgetrack.runtime.motion.vip.vip_andi_rows`) and
     ``ensemble_labels.txt`` (``model: <name>; num_state: <n>``, then 5 rows separated by ``;``:
     mean alpha, variance of alpha, mean K, variance of K, frames per state) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     traj = folder / f"fov_{int(fov)}.txt"
     with atomic_open(traj, "w") as fh:
-        for row in andi_rows(result):
+        for row in andi_rows(result) if rows is None else rows:
             fh.write(",".join(_fmt(v) for v in row) + "\n")
     ens = folder / "ensemble_labels.txt"
     m = result.summary.matrix if result.summary is not None else np.zeros((5, 0))
@@ -459,9 +462,11 @@ def write_andi(result: AnalyzeResult, folder: Path | str, fov: int = 0) -> list[
     return [traj, ens]
 
 
-def write_analysis(result: AnalyzeResult, out: Path | str, *, andi: bool = False, fov: int = 0) -> list[Path]:
+def write_analysis(result: AnalyzeResult, out: Path | str, *, andi: bool = False, fov: int = 0,
+                   andi_lines: list[list[float]] | None = None) -> list[Path]:
     """Write ``frames.csv``, ``segments.csv``, ``ensemble.csv`` and ``units.txt`` into ``out``
-    (created if needed), and with ``andi`` the challenge files into ``out/andi``; atomically."""
+    (created if needed), and with ``andi`` the challenge files into ``out/andi`` (the trajectory lines
+    ``andi_lines`` when given, else one per track); atomically."""
     from edgetrack.runtime.io.tables import write_table
 
     out = Path(out)
@@ -473,7 +478,7 @@ def write_analysis(result: AnalyzeResult, out: Path | str, *, andi: bool = False
 
         raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
     try:
-        return _write_analysis_files(result, out, andi, fov)
+        return _write_analysis_files(result, out, andi, fov, andi_lines)
     except BaseException:  # interrupted or failed: each file is complete or absent; no empty folder is left
         for folder in ([out / "andi"] if andi else []) + created[::-1]:
             with contextlib.suppress(OSError):
@@ -481,7 +486,8 @@ def write_analysis(result: AnalyzeResult, out: Path | str, *, andi: bool = False
         raise
 
 
-def _write_analysis_files(result: AnalyzeResult, out: Path, andi: bool, fov: int) -> list[Path]:
+def _write_analysis_files(result: AnalyzeResult, out: Path, andi: bool, fov: int,
+                          andi_lines: list[list[float]] | None) -> list[Path]:
     from edgetrack.runtime.io.tables import write_table
 
     paths = [write_table(result.frames, out / "frames.csv"), write_table(result.segments, out / "segments.csv"),
@@ -495,7 +501,7 @@ def _write_analysis_files(result: AnalyzeResult, out: Path, andi: bool, fov: int
                      "from each track's first point\n")
     paths.append(units)
     if andi:
-        paths += write_andi(result, out / "andi", fov)
+        paths += write_andi(result, out / "andi", fov, andi_lines)
     return paths
 
 

@@ -15,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="andi: also write the challenge files (andi/fov_N.txt, andi/ensemble_labels.txt)")
     parser.add_argument("--fov", type=int, default=0,
                         help="field-of-view number in the challenge file name (default 0)")
+    parser.add_argument("--vip", default=None, metavar="LABELS.tif",
+                        help="a label image of one frame marking particles of interest (the challenge's VIP frame): "
+                             "their tracks are matched (vip.csv) and the andi file lists them alone, by label")
+    parser.add_argument("--vip-frame", type=int, default=None, metavar="N",
+                        help="frame of the tracks the VIP image shows (default: the table's first frame)")
+    parser.add_argument("--vip-distance", type=float, default=3.0, metavar="PX",
+                        help="farthest a VIP's centroid may be from its track's point, px (default 3)")
     parser.add_argument("--pixel-size", type=float, default=None, metavar="UM",
                         help="um per px: K in the tables becomes um^2/...")
     parser.add_argument("--frame-interval", type=float, default=None, metavar="S",
@@ -51,6 +58,11 @@ def run(args: argparse.Namespace) -> int:
         options["min_dwell"] = args.min_dwell
     cfg = SegmentConfig.from_dict(options)
     tracks = read_table(args.tracks, TRACK_COLUMNS[1:])
+    matches = None
+    if args.vip is not None:
+        from edgetrack.runtime.motion.vip import match_vips, read_vip_labels
+
+        matches = match_vips(tracks, read_vip_labels(args.vip), frame=args.vip_frame, max_distance=args.vip_distance)
     start = time.perf_counter()
     bars: dict[str, Progress] = {}
 
@@ -68,7 +80,19 @@ def run(args: argparse.Namespace) -> int:
     for bar in bars.values():
         bar.close()
     notes = list(result.notes)
-    paths = write_analysis(result, args.out, andi=args.format == "andi", fov=args.fov)
+    andi_lines = None
+    if matches is not None:
+        from edgetrack.runtime.motion.vip import vip_andi_rows
+
+        n_frames = int(tracks["frame"].max() - tracks["frame"].min() + 1) if len(tracks) else 0
+        andi_lines = vip_andi_rows(result, matches, n_frames)
+        missing = matches.loc[matches["track_id"] < 0, "vip"].tolist()
+        notes.append(f"VIPs: {len(matches) - len(missing)} of {len(matches)} matched to a track"
+                     + (f"; no track within {args.vip_distance:g} px of VIP(s) {missing[:20]}"
+                        f"{' ...' if len(missing) > 20 else ''} (their andi lines are filled)" if missing else ""))
+    paths = write_analysis(result, args.out, andi=args.format == "andi", fov=args.fov, andi_lines=andi_lines)
+    if matches is not None:
+        paths.append(write_table(matches, Path(args.out) / "vip.csv"))
     if args.classifier is not None:
         try:
             from edgetrack.runtime.motion.classifier import apply_classifier
