@@ -183,9 +183,17 @@ class TrackClient:
                                        f"{self.max_in_flight})")
                 self._flow.wait(min(left, 0.25))
 
-    def _sent(self, index: int) -> None:
+    def _send_item(self, kind: Msg, index: int, header: dict[str, Any], payload: bytes | memoryview) -> None:
+        """Send one frame or SPOTS message, registered as in flight *before* it goes out: the server's
+        answer (an ERROR or DROPPED for it) can arrive before ``sendall`` returns."""
         with self._flow:
             self._pending.append(index)
+        try:
+            self._send(kind, header, payload)
+        except BaseException:
+            with self._flow:
+                self._pending.remove(index)  # it never left: nothing will settle it
+            raise
         self.next_frame = index + 1
 
     # ------------------------------------------------------------------ sending
@@ -246,9 +254,8 @@ class TrackClient:
         image = np.ascontiguousarray(image, dtype=little)
         index = self.next_frame if frame is None else int(frame)
         self._wait_for_room()
-        self._send(Msg.FRAME, {"frame": index, "shape": list(image.shape), "dtype": image.dtype.name},
-                   image.data.cast("B"))
-        self._sent(index)
+        self._send_item(Msg.FRAME, index, {"frame": index, "shape": list(image.shape), "dtype": image.dtype.name},
+                        image.data.cast("B"))
         return index
 
     def send_spots(self, spots: pd.DataFrame | np.ndarray, frame: int | None = None,
@@ -264,9 +271,8 @@ class TrackClient:
                 raise InputError(f"spots of shape {values.shape} do not match columns {names}")
         index = self.next_frame if frame is None else int(frame)
         self._wait_for_room()
-        self._send(Msg.SPOTS, {"frame": index, "columns": [str(c) for c in names], "rows": int(values.shape[0])},
-                   encode_table(values))
-        self._sent(index)
+        self._send_item(Msg.SPOTS, index, {"frame": index, "columns": [str(c) for c in names],
+                                           "rows": int(values.shape[0])}, encode_table(values))
         return index
 
     def ping(self) -> dict[str, Any]:
