@@ -93,7 +93,7 @@ def link(detections: pd.DataFrame, search_range: float | None = None, *, memory:
 
 def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, diameter: float | None = None,
           names: Names = "edgetrack", detect: dict[str, Any] | None = None, channel: int | None = None,
-          z: int | None = None, **options: Any) -> pd.DataFrame:
+          z: int | None = None, scene: int | str | None = None, **options: Any) -> pd.DataFrame:
     """Detect and link every frame of a movie: a path (TIFF, OME-TIFF, OME-Zarr, image folder, .npy),
     a (T, H, W) array or an iterable of (H, W) frames. Returns the tracks (``frame, y, x, track_id`` +
     spot features), as the streaming tracker commits them.
@@ -101,13 +101,14 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     diameter (px) or ``detect={"psf_sigma": ...}`` set the detector; other options are those of
     :class:`~edgetrack.runtime.stream.config.TrackerConfig` (``max_distance`` px, ``max_gap`` frames,
     ``linker``, ``invert``, ...). channel / z: the plane of a multi-channel or z-stack file (such files
-    are refused without them).
+    are refused without them); scene: the scene (index or name) of a multi-scene vendor file (.nd2, .czi,
+    .lif, read through bioio).
     """
     from edgetrack.runtime.io.readers import open_movie
     from edgetrack.runtime.stream.pipeline import track_movie
 
     cfg = _detect_config(diameter, dict(detect or {}))
-    frames = open_movie(movie, channel=channel, z=z) if isinstance(movie, (str, os.PathLike)) else movie
+    frames = open_movie(movie, channel=channel, z=z, scene=scene) if isinstance(movie, (str, os.PathLike)) else movie
     if isinstance(frames, np.ndarray) and frames.ndim != 3:
         raise InputError(f"movie must be a (T, H, W) array, got shape {frames.shape}")
     return _named(track_movie(frames, detect=cfg, **options), names)

@@ -34,6 +34,9 @@ OPTIONAL = {
     "Parquet tables": (("pyarrow",), 'pip install "edgetrack[parquet]"'),
     "batch on Dask (edgetrack batch)": (("distributed",), 'pip install "edgetrack[dask]"'),
     "train-classifier (ONNX export)": (("onnx",), 'pip install "edgetrack[classifier]"'),
+    "geff graphs (--format geff)": (("geff",), 'pip install "edgetrack[geff]"'),
+    "napari plugin": (("napari",), 'pip install "edgetrack[napari]"'),
+    "ND2 / CZI / LIF movies (bioio)": (("bioio",), 'pip install "edgetrack[bioio]"'),
     "training models (PyTorch)": (("torch",), 'pip install torch --index-url https://download.pytorch.org/whl/cpu '
                                               '&& pip install "edgetrack[train]"'),
 }

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"cells", "motion"},
     {"metrics", "plot"},
     {"live", "api", "info", "batch"},
-    {"cli"},
+    {"cli", "napari_plugin"},
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

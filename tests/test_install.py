@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DISTRIBUTIONS = {"numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "numba": "numba", "onnxruntime": "onnxruntime",
                  "tifffile": "tifffile", "imagecodecs": "imagecodecs", "imageio": "imageio", "ruptures": "ruptures",
                  "ortools": "ortools", "matplotlib": "matplotlib", "imageio_ffmpeg": "imageio-ffmpeg", "zarr": "zarr",
-                 "pycromanager": "pycromanager", "PIL": "pillow", "distributed": "distributed", "dask": "distributed", "pyarrow": "pyarrow", "onnx": "onnx", "llvmlite": "llvmlite"}
+                 "pycromanager": "pycromanager", "PIL": "pillow", "distributed": "distributed", "dask": "distributed", "pyarrow": "pyarrow", "onnx": "onnx", "llvmlite": "llvmlite",
+                 "geff": "geff", "geff_spec": "geff-spec", "bioio": "bioio",
+                 "napari": "napari", "magicgui": "magicgui", "qtpy": "qtpy"}
 
 
 def _project():

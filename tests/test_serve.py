@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from servers import start_server
 
 from edgetrack.runtime.errors import ConfigError
 from edgetrack.runtime.live.serve import ServeConfig, TrackServer
@@ -264,15 +265,9 @@ def test_config_errors_busy_and_shutdown_message(small_movie):
 def test_cli_server_process_with_sigterm(tmp_path, small_movie):
     movie, _ = small_movie
     port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "edgetrack.runtime.cli.app", "serve", "--port", "0", "--port-file",
-                             str(port_file), "--out-dir", str(tmp_path / "new" / "out"), "--max-distance", "5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc, port = start_server(["--out-dir", str(tmp_path / "new" / "out"), "--max-distance", "5"], port_file,
+                              os.environ.copy(), stdout=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 180  # a cold Numba cache compiles during the server's warm-up
-        while not port_file.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            time.sleep(0.1)
-        port = int(port_file.read_text())
         client = TrackClient(port, name="sig")
         for image in movie[:8]:
             client.send_frame(image)

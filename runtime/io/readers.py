@@ -181,7 +181,7 @@ def _open_folder(path: Path) -> Movie:
 
 
 def open_movie(source: str | os.PathLike[str] | np.ndarray, *, channel: int | None = None,
-               z: int | None = None) -> Movie:
+               z: int | None = None, scene: int | str | None = None) -> Movie:
     """Open a movie for frame-by-frame reading.
 
     ``source`` is a multi-page TIFF (``.tif``/``.tiff``), a folder of single-frame TIFF/PNG files, a
@@ -189,17 +189,32 @@ def open_movie(source: str | os.PathLike[str] | np.ndarray, *, channel: int | No
     TIFFs whose axes name channels or planes (ImageJ hyperstacks) and zarr stores (``.zarr``: OME-Zarr or
     a plain (T, Y, X) array) are read by :mod:`edgetrack.runtime.io.ome` (physical units in ``movie.units``).
 
+    Vendor files (``.nd2``, ``.czi``, ``.lif``, and any other suffix an installed bioio plugin reads that
+    no reader here takes) are read through bioio (:mod:`edgetrack.runtime.io.bioio_reader`, the ``bioio``
+    extra); ``scene`` (an index or a name) chooses one scene of such a file, and a file of several scenes
+    is refused without it.
+
     Dimensions are never guessed: a movie with more than one channel (C) or z plane (Z) is refused with
     its axes listed unless ``channel`` / ``z`` (0-based) choose one; a 4-D TIFF whose extra axis is unnamed
     is refused as well.
     """
     if isinstance(source, np.ndarray):
-        if channel is not None or z is not None:
-            raise InputError("channel / z select planes of a file; slice an in-memory array yourself")
+        if channel is not None or z is not None or scene is not None:
+            raise InputError("channel / z / scene select planes of a file; slice an in-memory array yourself")
         return _movie_from_array("array", source)
     path = Path(source)
     if not path.exists():
         raise FileReadError(f"{path}: no such file or folder")
+    if path.is_file():
+        from edgetrack.runtime.io.bioio_reader import reads_with_bioio
+
+        chosen = scene is not None and str(scene) != "0"  # not the one scene the built-in readers read
+        if reads_with_bioio(path) or (chosen and reads_with_bioio(path, others_too=True)):
+            return _open_with_bioio(path, channel, z, scene)
+        if chosen:
+            raise InputError(f"{path}: scene {scene!r} asked for, but this file is read as a single scene (scenes "
+                             "are chosen in files read through bioio: .nd2, .czi, .lif, and OME-TIFF with the "
+                             'bioio-ome-tiff plugin; pip install "edgetrack[bioio]")')
     if path.is_dir():
         from edgetrack.runtime.io.ome import is_zarr, open_ome_zarr
 
@@ -233,7 +248,22 @@ def open_movie(source: str | os.PathLike[str] | np.ndarray, *, channel: int | No
         return _movie_from_array(str(path), arr)
     if suffix == ".png":
         return _open_folder_single(path)
-    raise FileReadError(f"{path}: unsupported movie format '{suffix}' (use a TIFF, a folder of TIFF/PNG frames or .npy)")
+    from edgetrack.runtime.io.bioio_reader import reads_with_bioio
+
+    if reads_with_bioio(path, others_too=True):  # a suffix an installed bioio plugin claims
+        try:
+            return _open_with_bioio(path, channel, z, scene)
+        except FileReadError as exc:
+            raise FileReadError(f"{path}: unsupported movie format '{suffix}' or a damaged file: "
+                                f"{str(exc).removeprefix(f'{path}: ')}") from None
+    raise FileReadError(f"{path}: unsupported movie format '{suffix}' (use a TIFF, a folder of TIFF/PNG frames or .npy; "
+                        'vendor formats such as .nd2, .czi, .lif: pip install "edgetrack[bioio]")')
+
+
+def _open_with_bioio(path: Path, channel: int | None, z: int | None, scene: int | str | None) -> Movie:
+    from edgetrack.runtime.io.bioio_reader import open_bioio
+
+    return _one_plane(open_bioio(path, channel=channel or 0, z=z or 0, scene=scene), channel, z)
 
 
 def _describe(axes: str, sizes: dict[str, int]) -> str:

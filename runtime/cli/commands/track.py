@@ -1,8 +1,8 @@
 """``edgetrack track MOVIE --out tracks.csv``: detect spots and link them, frame by frame.
 
-``edgetrack track --masks MASKS [--images IMAGES] --format ctc|csv|napari --out OUT``: track the
+``edgetrack track --masks MASKS [--images IMAGES] --format ctc|csv|napari|geff --out OUT``: track the
 objects of label masks (cells), with divisions, and write a Cell Tracking Challenge result folder,
-a CSV of tracks or napari tracks.
+a CSV of tracks, napari tracks or a geff graph (``--format geff`` works on the spot path too).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("movie", nargs="?", help="multi-page TIFF, folder of TIFF/PNG frames, or .npy (T, H, W)")
     parser.add_argument("--out", required=True,
                         help="output: CSV of tracks (frame, y, x, track_id, features); with --format ctc a "
-                             "result folder; with --format napari a CSV plus <stem>.graph.json")
+                             "result folder; with --format napari a CSV plus <stem>.graph.json; with --format "
+                             "geff a geff zarr folder")
     g = parser.add_argument_group("cells (label masks)")
     g.add_argument("--masks", metavar="MASKS",
                    help="label masks instead of a movie: a CTC folder (maskTTT.tif / man_trackTTT.tif), a folder "
@@ -34,12 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(--max-children 1 turns them off); defaults there: --linker greedy, --window 4, "
                         "--max-distance one median cell diameter of the first frame with objects")
     g.add_argument("--images", metavar="IMAGES", help="raw images matching --masks (for mean_intensity)")
-    g.add_argument("--format", choices=("csv", "ctc", "napari"), default="csv",
+    g.add_argument("--fill-gaps", action=argparse.BooleanOptionalAction, default=None,
+                   help="give an object missing inside a track (a gap the tracker bridged) a mask in the missing "
+                        "frames: its neighbour's mask moved along the track, rows marked filled=True "
+                        "(default: on for --format ctc, off otherwise)")
+    g.add_argument("--format", choices=("csv", "ctc", "napari", "geff"), default="csv",
                    help="output format: csv (default), ctc (a Cell Tracking Challenge result folder: maskTTT.tif "
-                        "+ res_track.txt), napari (tracks CSV + division graph JSON); ctc and napari need --masks")
+                        "+ res_track.txt), napari (tracks CSV + division graph JSON), geff (a tracking graph, "
+                        "needs edgetrack[geff]; on the spot path the CSV streams to OUT.csv first); ctc and "
+                        "napari need --masks")
     g = parser.add_argument_group("movie planes (multi-channel or z-stack files are refused unless chosen)")
     g.add_argument("--channel", type=int, default=None, metavar="C", help="the channel to track (0-based)")
     g.add_argument("--z", type=int, default=None, metavar="Z", help="the z plane to track (0-based)")
+    g.add_argument("--scene", default=None, metavar="S",
+                   help="the scene (stage position, well) of a vendor file (.nd2, .czi, .lif): its 0-based index or "
+                        "its name; a file of several scenes is refused without it")
     g = parser.add_argument_group("stopping and resuming (spots)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="FRAMES",
                    help="save the tracker's state to OUT.checkpoint.npz every FRAMES frames (a killed run can "
@@ -65,6 +75,10 @@ def _with_defaults(args: argparse.Namespace, defaults: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     from edgetrack.runtime.errors import ConfigError
 
+    if args.format == "geff":  # before any tracking: the output needs the geff package
+        from edgetrack.runtime.io.geff import require_geff
+
+        require_geff()
     if args.masks is not None:
         if args.movie is not None:
             raise ConfigError("give either a MOVIE (spots) or --masks (cells), not both")
@@ -73,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give a MOVIE to track spots, or --masks MASKS to track cells")
     if args.images is not None:
         raise ConfigError("--images goes with --masks")
-    if args.format != "csv":
-        raise ConfigError(f"--format {args.format} needs --masks (the spot path writes CSV)")
+    if args.format not in ("csv", "geff"):
+        raise ConfigError(f"--format {args.format} needs --masks (the spot path writes CSV or geff)")
     return _run_spots(args)
 
 
@@ -98,10 +112,13 @@ def _run_spots(args: argparse.Namespace) -> int:
     from edgetrack.runtime.stream.tracker import Tracker
     from edgetrack.runtime.stream.writer import UpdateWriter
 
+    geff_out = None
+    if args.format == "geff":  # track to OUT.csv as usual (checkpoints, --resume), then convert
+        geff_out, args.out = args.out, f"{args.out}.csv"
     every = args.checkpoint_every
     if every is not None and every < 1:
         raise ConfigError(f"--checkpoint-every must be at least 1 frame, got {every}")
-    movie = open_movie(args.movie, channel=args.channel, z=args.z)
+    movie = open_movie(args.movie, channel=args.channel, z=args.z, scene=args.scene)
     tracker = Tracker(detect=detect_options(args), invert=args.invert, keep_results=False,
                       **_with_defaults(args, SPOT_DEFAULTS))
     ckpt = checkpoint_path(args.out)
@@ -158,6 +175,13 @@ def _run_spots(args: argparse.Namespace) -> int:
     for stale in (ckpt, leftover):
         if stale is not None:
             stale.unlink(missing_ok=True)
+    if geff_out is not None:
+        from edgetrack.runtime.io.geff import write_geff
+        from edgetrack.runtime.io.tables import read_table
+
+        write_geff(read_table(args.out, ("frame", "y", "x", "track_id")), geff_out)
+        Path(args.out).unlink()
+        args.out = geff_out
     elapsed = time.perf_counter() - start
     if not args.quiet:
         done = len(movie) - first
@@ -244,17 +268,27 @@ def _run_masks(args: argparse.Namespace) -> int:
             bar.update()
             check_interrupt()
     tracks = tracker.finish()
+    fill = args.format == "ctc" if args.fill_gaps is None else args.fill_gaps
+    if fill:
+        from edgetrack.runtime.cells.gaps import fill_gaps
+
+        tracks, masks = fill_gaps(tracks, masks)
     check_interrupt()  # before the output replaces the previous one
     if args.format == "ctc":
         write_ctc_result(tracks, masks, args.out)
     elif args.format == "napari":
         write_napari(tracks, args.out)
+    elif args.format == "geff":
+        from edgetrack.runtime.io.geff import write_geff
+
+        write_geff(tracks, args.out)
     else:
         write_table(tracks, args.out)
     elapsed = time.perf_counter() - start
     if not args.quiet:
         n_div = int((tracks["parent_track_id"] >= 0).sum())
         print(f"tracked {len(masks)} frames in {elapsed:.2f} s ({1e3 * elapsed / max(len(masks), 1):.1f} ms/frame): "
-              f"{len(tracks)} objects in {tracks['track_id'].nunique()} tracks, {n_div} daughter tracks "
+              f"{len(tracks)} objects in {tracks['track_id'].nunique()} tracks, {n_div} daughter tracks"
+              f"{', %d filled in gaps' % int(tracks['filled'].sum()) if fill else ''} "
               f"(max_distance {tracker.max_distance or 0:.1f} px) -> {args.out}", file=sys.stderr)
     return 0
