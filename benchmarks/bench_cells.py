@@ -105,13 +105,22 @@ def features_of(masks: np.ndarray, images: np.ndarray | None) -> tuple[list[pd.D
     return tables, time.perf_counter() - t0
 
 
-def run_edgetrack(tables: list[pd.DataFrame], scorer: str, linker: str, max_distance: float) -> tuple[pd.DataFrame, float]:
-    """CellTracker on ready features (so its ``seconds['tracking']`` is scoring + linking only)."""
+def run_cell_tracker(tables: list[pd.DataFrame], scorer: str, linker: str, max_distance: float, **options):
+    """A CellTracker (window 4, gaps of one frame, ``options`` as CellTracker takes them) fed the ready
+    features of every frame and flushed; returns it (``finish()`` gives the tracks)."""
     from edgetrack.runtime.cells.tracker import CellTracker
 
-    tracker = CellTracker(scorer=scorer, linker=linker, max_distance=max_distance, max_gap=MAX_GAP, window=4)
+    tracker = CellTracker(scorer=scorer, linker=linker, max_distance=max_distance, max_gap=MAX_GAP, window=4,
+                          **options)
     for tab in tables:
         tracker.push_objects(tab)
+    tracker.flush()
+    return tracker
+
+
+def run_edgetrack(tables: list[pd.DataFrame], scorer: str, linker: str, max_distance: float) -> tuple[pd.DataFrame, float]:
+    """CellTracker on ready features (so its ``seconds['tracking']`` is scoring + linking only)."""
+    tracker = run_cell_tracker(tables, scorer, linker, max_distance)
     tracks = tracker.finish()
     return tracks, tracker.seconds["tracking"]
 
@@ -160,6 +169,13 @@ def run_nn_lap(tables: list[pd.DataFrame], max_distance: float) -> tuple[pd.Data
                            "track_id": np.concatenate(track_of)})
     tracks["parent_track_id"] = -1
     return tracks, seconds
+
+
+def score_columns(s: dict) -> dict:
+    """The columns of a result row from :func:`~edgetrack.runtime.metrics.ctc.ctc_scores`' dict."""
+    return {"TRA": s["TRA"], "LNK": s["LNK"], "division_f1": s["division_f1"], "div_tp": s["division_tp"],
+            "div_fp": s["division_fp"], "div_fn": s["division_fn"],
+            **{k: s[k] for k in ("NS", "FN", "FP", "ED", "EA", "EC")}}
 
 
 def features_speed(repeats: int = 10) -> dict:
@@ -247,10 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 tracks, result_masks = fill_gaps(tracks, seen, max_gap=MAX_GAP)
             res, res_lineage = ctc_result(tracks, result_masks)
             s = ctc_scores(masks, lineage, res, res_lineage)
-            row = {"sequence": name, "method": label, "TRA": s["TRA"], "LNK": s["LNK"],
-                   "division_f1": s["division_f1"], "div_tp": s["division_tp"], "div_fp": s["division_fp"],
-                   "div_fn": s["division_fn"], "AOGM": s["AOGM"],
-                   **{k: s[k] for k in ("NS", "FN", "FP", "ED", "EA", "EC")},
+            row = {"sequence": name, "method": label, **score_columns(s), "AOGM": s["AOGM"],
                    "track_ms_per_frame": 1e3 * seconds / len(masks),
                    "features_ms_per_frame": 1e3 * feat_s / len(masks), "max_distance": max_distance}
             rows.append(row)

@@ -31,6 +31,8 @@ import pandas as pd
 
 from edgetrack.runtime.cells.features import CELL_FEATURES, frame_features_array
 from edgetrack.runtime.cells import defaults
+from edgetrack.runtime.cells import divisions as division_rules
+from edgetrack.runtime.cells import fragments as fragment_rules
 from edgetrack.runtime.link.registry import LINKERS
 from edgetrack.runtime.errors import ConfigError, InputError
 from edgetrack.runtime.link.lineage import tracks_from_links
@@ -60,7 +62,11 @@ class CellTracker:
     Options: ``scorer`` (``"distance"``, ``"transformer"``, ...), ``linker`` (``"greedy"``, ``"ilp"``,
     ``"lap"``, ...), ``divisions`` (``max_children=2`` where the linker supports it), ``max_distance``
     (px; None = :func:`default_max_distance` of the first frame with objects), ``window`` (frames held
-    before a frame is committed), and other :class:`~edgetrack.runtime.stream.config.TrackerConfig` options
+    before a frame is committed), the segmentation-error handling applied by ``finish`` (``merge_fragments``:
+    two pieces of one cell in a frame become one object, :mod:`~edgetrack.runtime.cells.fragments`, listed in
+    :attr:`merged_labels`; ``check_divisions``: divisions whose mother and daughters are inconsistent are cut,
+    :mod:`~edgetrack.runtime.cells.divisions`; ``min_track_length``: tracks shorter than this many frames with
+    neither mother nor daughters are dropped, 1 = keep all), and other :class:`~edgetrack.runtime.stream.config.TrackerConfig` options
     (``max_gap``, ``gap_penalty``, ``step_sigma``, ``min_score``, ``linker_options``, ...).
 
     ``push`` returns the frames that became final as DataFrames (columns :data:`CELL_COLUMNS`, with the
@@ -69,12 +75,20 @@ class CellTracker:
     """
 
     def __init__(self, *, scorer: str = defaults.SCORER, linker: str = defaults.LINKER, divisions: bool = True,
-                 max_distance: float | None = None, window: int = defaults.WINDOW, **tracker_options) -> None:
+                 max_distance: float | None = None, window: int = defaults.WINDOW,
+                 min_track_length: int = defaults.MIN_TRACK_LENGTH, check_divisions: bool = defaults.CHECK_DIVISIONS,
+                 merge_fragments: bool = defaults.MERGE_FRAGMENTS, **tracker_options) -> None:
         for reserved in ("max_children", "keep_results"):
             if reserved in tracker_options:
                 raise ConfigError(f"{reserved!r} is set by the cell tracker (use divisions=True/False)")
         if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
             raise ConfigError(f"max_distance must be a number of px > 0 (or None), got {max_distance!r}")
+        if isinstance(min_track_length, bool) or int(min_track_length) != min_track_length or min_track_length < 1:
+            raise ConfigError(f"min_track_length must be a whole number of frames >= 1, got {min_track_length!r}")
+        self.min_track_length = int(min_track_length)
+        self.check_divisions = bool(check_divisions)
+        self.merge_fragments = bool(merge_fragments)
+        self._merged = pd.DataFrame(np.zeros((0, 3), np.int64), columns=list(fragment_rules.MERGED_COLUMNS))
         max_children = 2 if divisions and linker not in ONE_TO_ONE_LINKERS else 1
         self._options = dict(tracker_options, scorer=scorer, linker=linker, window=window, max_children=max_children,
                              keep_results=False)
@@ -164,8 +178,15 @@ class CellTracker:
         self._flushed = out
         return list(out)
 
+    @property
+    def merged_labels(self) -> pd.DataFrame:
+        """Fragments merged by the last :meth:`finish`: ``frame, label, into`` (paint ``label`` with ``into``;
+        :func:`~edgetrack.runtime.cells.fragments.relabel_masks` does it for a CTC result)."""
+        return self._merged.copy()
+
     def finish(self) -> pd.DataFrame:
-        """Flush and return every object with track ids rebuilt from the links (columns :data:`CELL_COLUMNS`)."""
+        """Flush and return every object with track ids rebuilt from the links (columns :data:`CELL_COLUMNS`),
+        after the segmentation-error handling that is on (module docstring)."""
         self.flush()
         if not self._parts:
             return _table(np.zeros(0, np.int64), np.zeros((0, len(_OBJECT_COLUMNS))), np.zeros(0, np.int64),
@@ -174,8 +195,34 @@ class CellTracker:
         values = np.concatenate([p[1] for p in self._parts])
         det = np.concatenate([p[2] for p in self._parts])
         parent_det = np.concatenate([p[3] for p in self._parts])
+        t0 = time.perf_counter()
+        if self.merge_fragments:
+            keep, parent_det, values, self._merged = fragment_rules.merge_fragments(frame, det, parent_det, values)
+            frame, det, parent_det, values = frame[keep], det[keep], parent_det[keep], values[keep]
+        if self.check_divisions:
+            parent_det = division_rules.check_divisions(frame, det, parent_det, values)
         track, parent_track = tracks_from_links(det, parent_det)
+        if self.min_track_length > 1:
+            keep = long_enough(frame, track, parent_track, self.min_track_length)
+            frame, values, track, parent_track = frame[keep], values[keep], track[keep], parent_track[keep]
+        self.seconds["tracking"] += time.perf_counter() - t0
         return _table(frame, values, track, parent_track)
+
+
+def long_enough(frame: np.ndarray, track: np.ndarray, parent_track: np.ndarray, min_length: int) -> np.ndarray:
+    """bool (n,): False for the rows of tracks spanning fewer than ``min_length`` frames that have neither a
+    mother nor daughters (objects that flicker into one frame or two with no link)."""
+    ids, inverse = np.unique(track, return_inverse=True)
+    first = np.full(len(ids), np.iinfo(np.int64).max)
+    last = np.full(len(ids), np.iinfo(np.int64).min)
+    np.minimum.at(first, inverse, frame)
+    np.maximum.at(last, inverse, frame)
+    linked = np.zeros(len(ids), bool)
+    has_mother = parent_track >= 0
+    linked[inverse[has_mother]] = True
+    mothers = np.isin(ids, parent_track[has_mother])
+    short = (last - first + 1 < min_length) & ~linked & ~mothers
+    return ~short[inverse]
 
 
 def _table(frame: np.ndarray, values: np.ndarray, track: np.ndarray, parent_track: np.ndarray) -> pd.DataFrame:
@@ -197,6 +244,9 @@ def track_cells(masks: np.ndarray | Sequence[np.ndarray] | str, images: np.ndarr
     ``label`` is each object's label in its frame's mask; ``y, x`` its centroid (px); ``track_id`` its
     track; ``parent_track_id`` the mother's track on a daughter's first row (-1 otherwise).
     Other options as in :class:`CellTracker`. Frames are pushed one by one into the streaming tracker.
+    A fragment merged into its neighbour has no row (its pixels are background in a CTC result written from
+    these tracks); :attr:`CellTracker.merged_labels` with
+    :func:`~edgetrack.runtime.cells.fragments.relabel_masks` paints them with the kept label instead.
     """
     from edgetrack.runtime.io.masks import open_images, open_masks
 

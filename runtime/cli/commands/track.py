@@ -268,6 +268,10 @@ def _run_masks(args: argparse.Namespace) -> int:
             bar.update()
             check_interrupt()
     tracks = tracker.finish()
+    if len(tracker.merged_labels):  # fragments of one cell joined: their pixels carry the kept label
+        from edgetrack.runtime.cells.fragments import relabel_masks
+
+        masks = relabel_masks(masks, tracker.merged_labels)
     fill = args.format == "ctc" if args.fill_gaps is None else args.fill_gaps
     if fill:
         from edgetrack.runtime.cells.gaps import fill_gaps
