@@ -9,7 +9,7 @@ and ``names="trackpy"`` writes them, so trackpy's own tools (``filter_stubs``, `
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ import pandas as pd
 from edgetrack.runtime.errors import ConfigError, InputError
 from edgetrack.runtime.io.tables import from_trackpy_names, to_trackpy_names
 
-__all__ = ["locate", "link", "track", "analyze"]
+__all__ = ["locate", "link", "track", "analyze", "volume_columns"]
 
 Names = Literal["edgetrack", "trackpy"]
 
@@ -93,7 +93,8 @@ def link(detections: pd.DataFrame, search_range: float | None = None, *, memory:
 
 def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, diameter: float | None = None,
           names: Names = "edgetrack", detect: dict[str, Any] | None = None, channel: int | None = None,
-          z: int | None = None, scene: int | str | None = None, **options: Any) -> pd.DataFrame:
+          z: int | None = None, scene: int | str | None = None, ndim: int = 2,
+          voxel_size: Sequence[float] | None = None, **options: Any) -> pd.DataFrame:
     """Detect and link every frame of a movie: a path (TIFF, OME-TIFF, OME-Zarr, image folder, .npy),
     a (T, H, W) array or an iterable of (H, W) frames. Returns the tracks (``frame, y, x, track_id`` +
     spot features), as the streaming tracker commits them.
@@ -103,7 +104,21 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     ``linker``, ``invert``, ...). channel / z: the plane of a multi-channel or z-stack file (such files
     are refused without them); scene: the scene (index or name) of a multi-scene vendor file (.nd2, .czi,
     .lif, read through bioio).
+
+    ndim=3: the movie is z-stacks over time, a (T, Z, Y, X) array or a TIFF / OME-TIFF with a Z axis
+    (:func:`~edgetrack.runtime.io.stacks.open_stacks`); returns ``frame, z, y, x, track_id`` + features (z in
+    voxels, y, x in px) and ``z_um, y_um, x_um`` when the voxel size is known. voxel_size: (z, y, x) um,
+    else the file's (else isotropic voxels are assumed: z_scale 1); ``max_distance`` is in (y, x) px with a
+    z step weighted by the voxel anisotropy. diameter: (z, y, x) voxels, or one lateral value.
     """
+    if ndim == 3:
+        if z is not None or scene is not None:
+            raise ConfigError("z and scene choose a 2-D plane; with ndim=3 the whole stack is tracked")
+        return _track_stacks(movie, diameter, dict(detect or {}), channel, voxel_size, names, options)
+    if ndim != 2:
+        raise ConfigError(f"ndim must be 2 or 3, got {ndim!r}")
+    if voxel_size is not None:
+        raise ConfigError("voxel_size goes with ndim=3")
     from edgetrack.runtime.io.readers import open_movie
     from edgetrack.runtime.stream.pipeline import track_movie
 
@@ -112,6 +127,57 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     if isinstance(frames, np.ndarray) and frames.ndim != 3:
         raise InputError(f"movie must be a (T, H, W) array, got shape {frames.shape}")
     return _named(track_movie(frames, detect=cfg, **options), names)
+
+
+def _voxel(voxel_size: Sequence[float] | None) -> tuple[float, float, float] | None:
+    if voxel_size is None:
+        return None
+    try:
+        voxel = tuple(float(v) for v in voxel_size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"voxel_size must be three numbers (z, y, x) in um, got {voxel_size!r}") from None
+    if len(voxel) != 3 or not all(np.isfinite(v) and v > 0 for v in voxel):
+        raise ConfigError(f"voxel_size must be three numbers (z, y, x) > 0 in um, got {voxel_size!r}")
+    if voxel[1] != voxel[2]:
+        raise ConfigError(f"voxel_size: y and x must be equal (square pixels), got {voxel[1]:g} and {voxel[2]:g} um")
+    return voxel
+
+
+def _track_stacks(movie, diameter, detect: dict[str, Any], channel, voxel_size, names: Names,
+                  options: dict[str, Any]) -> pd.DataFrame:
+    """``track(..., ndim=3)``: z-stacks over time (see :func:`track`)."""
+    from edgetrack.runtime.io.stacks import open_stacks
+    from edgetrack.runtime.stream.pipeline import track_frames
+    from edgetrack.runtime.stream.tracker import Tracker
+
+    stacks = open_stacks(movie, channel=channel) if isinstance(movie, (str, os.PathLike, np.ndarray)) else movie
+    voxel = _voxel(voxel_size) or getattr(stacks, "voxel_size_um", None)
+    if voxel is not None and "z_scale" not in options:
+        options = dict(options, z_scale=voxel[0] / voxel[2])
+    if diameter is not None:
+        if "psf_sigma" in detect:
+            raise ConfigError("give diameter or psf_sigma, not both")
+        d = np.atleast_1d(np.asarray(diameter, np.float64))
+        if d.size == 1:
+            d = np.array([d[0] / float(options.get("z_scale", 1.0)), d[0], d[0]])
+        if d.size != 3 or not np.all(np.isfinite(d) & (d > 0)):
+            raise ConfigError(f"diameter must be one lateral value or (z, y, x) voxels > 0, got {diameter!r}")
+        detect = dict(detect, psf_sigma=tuple(float(v) / 4.0 for v in d))
+    tracker = Tracker(ndim=3, detect=detect, **options)
+    for _ in track_frames(tracker, stacks):
+        pass
+    return _named(volume_columns(tracker.finish(), voxel), names)
+
+
+def volume_columns(tracks: pd.DataFrame, voxel_size_um: Sequence[float] | None = None) -> pd.DataFrame:
+    """A 3-D tracks table in the order ``frame, z, y, x, track_id, ...``, plus ``z_um, y_um, x_um`` when
+    the voxel size (z, y, x) um is known."""
+    first = [c for c in ("frame", "z", "y", "x", "track_id", "parent_track_id") if c in tracks.columns]
+    out = tracks[first + [c for c in tracks.columns if c not in first]].copy()
+    if voxel_size_um is not None:
+        for axis, size in zip("zyx", voxel_size_um):
+            out[f"{axis}_um"] = out[axis] * float(size)
+    return out
 
 
 def analyze(tracks: pd.DataFrame, **options: Any):

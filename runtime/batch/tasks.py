@@ -150,7 +150,8 @@ def track_one(job: dict[str, Any]) -> dict[str, Any]:
                 report(i)
                 yield frame
 
-        for _ in track_frames(tracker, frames()):  # the same loop as stream.pipeline.track_movie
+        # one detection thread per task: the cluster already runs several tasks side by side on the cores
+        for _ in track_frames(tracker, frames(), workers=1):  # the loop of stream.pipeline.track_movie
             pass
         report(len(movie), force=True)
         tracks = tracker.finish()

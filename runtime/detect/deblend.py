@@ -13,6 +13,13 @@ from edgetrack.runtime.detect.fitting import (
     render,
     spot_features,
 )
+from edgetrack.runtime.detect.grid import (
+    build_grid,
+    cell_of,
+    grid_insert,
+    grid_remove,
+    grid_shape,
+)
 from edgetrack.runtime.detect.layout import (
     COL_ECC,
     COL_MASS,
@@ -32,50 +39,36 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _near(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, radius: float) -> np.ndarray:
+def _near(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, radius: float, h: int,
+          w: int) -> np.ndarray:
     """True for each live spot within ``radius`` px of another spot where one of the two is a
-    seed (a seed that is no longer alive still flags its live neighbours)."""
+    seed (a seed that is no longer alive still flags its live neighbours); (h, w): the frame shape.
+    The spots that can take part are put in a bucket grid of cells of ``radius`` px, so each spot
+    looks at its 3 x 3 cells only."""
     n = ys.shape[0]
     flag = np.zeros(n, np.bool_)
     if n == 0:
         return flag
-    # Spots in order of their pixel row (a counting sort): a candidate neighbour further down
-    # than radius + 1 px ends the scan, since rows only grow along the order.
-    lo = int(np.floor(ys[0]))
-    hi = lo
+    cell, ncy, ncx = grid_shape(h, w, radius)
+    use = np.empty(n, np.bool_)
     for i in range(n):
-        r = int(np.floor(ys[i]))
-        lo = min(lo, r)
-        hi = max(hi, r)
-    start = np.zeros(hi - lo + 2, np.int64)
-    for i in range(n):
-        start[int(np.floor(ys[i])) - lo + 1] += 1
-    for k in range(1, hi - lo + 2):
-        start[k] += start[k - 1]
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        k = int(np.floor(ys[i])) - lo
-        order[start[k]] = i
-        start[k] += 1
+        use[i] = alive[i] or seed[i]
+    head, nxt = build_grid(ys, xs, use, n, cell, ncy, ncx)
     r2 = radius * radius
-    reach = radius + 1.0
-    for a in range(n):
-        i = order[a]
-        if not (alive[i] or seed[i]):
+    for i in range(n):
+        if not alive[i]:
             continue
-        for c in range(a + 1, n):
-            j = order[c]
-            dy = ys[j] - ys[i]
-            if dy >= reach:
-                break
-            if not (seed[i] or seed[j]) or not (alive[j] or seed[j]):
-                continue
-            dx = xs[j] - xs[i]
-            if dy * dy + dx * dx < r2:
-                if alive[i]:
-                    flag[i] = True
-                if alive[j]:
-                    flag[j] = True
+        cy, cx = cell_of(ys[i], xs[i], cell, ncy, ncx)
+        for gy in range(max(cy - 1, 0), min(cy + 2, ncy)):
+            for gx in range(max(cx - 1, 0), min(cx + 2, ncx)):
+                j = head[gy * ncx + gx]
+                while j >= 0 and not flag[i]:
+                    if j != i and (seed[i] or seed[j]):
+                        dy = ys[j] - ys[i]
+                        dx = xs[j] - xs[i]
+                        if dy * dy + dx * dx < r2:
+                            flag[i] = True
+                    j = nxt[j]
     return flag
 
 
@@ -105,7 +98,7 @@ def deblend(
     tol2 = DEBLEND_TOL * DEBLEND_TOL
     done = np.zeros(n, np.bool_)
     for _ in range(max_sweeps):
-        todo = _near(st[:, ST_Y], st[:, ST_X], alive, seed, 5.0 * sigma)
+        todo = _near(st[:, ST_Y], st[:, ST_X], alive, seed, 5.0 * sigma, model.shape[0], model.shape[1])
         for i in range(n):
             seed[i] = False
             done[i] = False
@@ -272,7 +265,8 @@ def add_residual_spots(
     half of a merged pair: that spot restarts from the mirror image of the maximum, with half
     its amplitude, and the two become ``partner`` of each other (fitted jointly by
     :func:`deblend`). New and moved spots are flagged in ``seed``. Spots are appended to ``st``
-    from row ``n`` (it must have room for ``len(ys)`` more); returns the new count.
+    from row ``n`` (it must have room for ``len(ys)`` more); returns the new count. The live spots
+    are kept in a bucket grid of cells of 2.5 sigma, so each maximum looks at its 3 x 3 cells only.
     """
     h, w = img.shape
     scratch = fit_scratch(sigma, fit_r, 0.0)
@@ -280,32 +274,42 @@ def add_residual_spots(
     moved = np.zeros(n_old, np.bool_)
     split2 = (2.5 * sigma) ** 2
     near2 = sigma * sigma
+    cell, ncy, ncx = grid_shape(h, w, 2.5 * sigma)  # the split radius, the larger of the two
+    head, nxt = build_grid(st[:n, ST_Y], st[:n, ST_X], alive[:n], st.shape[0], cell, ncy, ncx)
     for s in _strongest_first(rfilt, ys, xs):
         cy = float(ys[s])
         cx = float(xs[s])
         best = -1
         best_d2 = split2
         taken = False
-        for i in range(n):
-            d2 = (st[i, ST_Y] - cy) ** 2 + (st[i, ST_X] - cx) ** 2
-            if alive[i] and d2 < near2:
-                taken = True
-                break
-            if i < n_old and alive[i] and not moved[i] and d2 < best_d2:
-                best = i
-                best_d2 = d2
+        qy, qx = cell_of(cy, cx, cell, ncy, ncx)
+        for gy in range(max(qy - 1, 0), min(qy + 2, ncy)):
+            for gx in range(max(qx - 1, 0), min(qx + 2, ncx)):
+                i = head[gy * ncx + gx]
+                while i >= 0 and not taken:  # every spot in the grid is alive
+                    d2 = (st[i, ST_Y] - cy) ** 2 + (st[i, ST_X] - cx) ** 2
+                    if d2 < near2:
+                        taken = True
+                    elif i < n_old and not moved[i] and (d2 < best_d2 or (d2 == best_d2 and i < best)):
+                        best = i  # the nearest, ties to the lowest index
+                        best_d2 = d2
+                    i = nxt[i]
         if taken:
             continue
         if best >= 0:
             moved[best] = True
             seed[best] = True
+            grid_remove(head, nxt, best, st[best, ST_Y], st[best, ST_X], cell, ncx)
             _move(model, st, best, min(max(2.0 * st[best, ST_Y] - cy, -0.5), h - 0.5),
                   min(max(2.0 * st[best, ST_X] - cx, -0.5), w - 0.5), 0.5 * st[best, ST_AMP], st[best, ST_BG],
                   sigma, render_r)
+            grid_insert(head, nxt, best, st[best, ST_Y], st[best, ST_X], cell, ncx)
             partner[best] = n
             partner[n] = best
         _add_spot(img, model, rfilt, ys[s], xs[s], st, n, sigma, fit_r, max_iter, render_r, scratch)
         seed[n] = True
+        if alive[n]:
+            grid_insert(head, nxt, n, st[n, ST_Y], st[n, ST_X], cell, ncx)
         n += 1
     return n
 

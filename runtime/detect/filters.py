@@ -274,28 +274,11 @@ def robust_noise(img: np.ndarray, filt: np.ndarray, step_y: int, step_x: int) ->
 
 
 @njit(cache=True, nogil=True)
-def local_maxima(
-    filt: np.ndarray,
-    base: float,
-    excess: float,
-    prof_y: np.ndarray,
-    prof_x: np.ndarray,
-    dy: np.ndarray,
-    dx: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels above their threshold that no other pixel in the window (offsets ``dy``, ``dx``) beats.
-
-    The threshold at (y, x) is ``base + excess * sqrt(max(v, 1))``, ``v`` the noise variance
-    of the band-passed image there relative to the interior (it grows near the edges, where the
-    filters see fewer distinct pixels): ``v = a_y a_x - 2 c_y c_x + e_y e_x`` from the rows
-    (a, c, e) of ``prof_y`` (3, H) and ``prof_x`` (3, W). A neighbour beats a pixel when it is
-    larger, or equal and earlier in raster order, so plateaus give exactly one maximum.
-    Returns int64 arrays (rows, cols) in raster order.
-    """
+def _scan_maxima(filt, base, excess, prof_y, prof_x, dy, dx, ys, xs):
+    """The maxima of :func:`local_maxima` in raster order into ``ys``, ``xs`` (as many as fit); returns
+    how many there are (more than fit: only the count is meaningful)."""
     h, w = filt.shape
-    cap = 1024
-    ys = np.empty(cap, np.int64)
-    xs = np.empty(cap, np.int64)
+    cap = ys.shape[0]
     n = 0
     low = np.float32(base + excess)  # the lowest threshold anywhere (v >= 1)
     m = dy.shape[0]
@@ -336,21 +319,40 @@ def local_maxima(
                     ok = False
                     break
             if ok:
-                if n == cap:
-                    cap *= 2
-                    ys2 = np.empty(cap, np.int64)
-                    xs2 = np.empty(cap, np.int64)
-                    for k in range(n):
-                        ys2[k] = ys[k]
-                        xs2[k] = xs[k]
-                    ys = ys2
-                    xs = xs2
-                ys[n] = i
-                xs[n] = j
+                if n < cap:
+                    ys[n] = i
+                    xs[n] = j
                 n += 1
-    out_y = np.empty(n, np.int64)
-    out_x = np.empty(n, np.int64)
-    for k in range(n):
-        out_y[k] = ys[k]
-        out_x[k] = xs[k]
-    return out_y, out_x
+    return n
+
+
+@njit(cache=True, nogil=True)
+def local_maxima(
+    filt: np.ndarray,
+    base: float,
+    excess: float,
+    prof_y: np.ndarray,
+    prof_x: np.ndarray,
+    dy: np.ndarray,
+    dx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels above their threshold that no other pixel in the window (offsets ``dy``, ``dx``) beats.
+
+    The threshold at (y, x) is ``base + excess * sqrt(max(v, 1))``, ``v`` the noise variance
+    of the band-passed image there relative to the interior (it grows near the edges, where the
+    filters see fewer distinct pixels): ``v = a_y a_x - 2 c_y c_x + e_y e_x`` from the rows
+    (a, c, e) of ``prof_y`` (3, H) and ``prof_x`` (3, W). A neighbour beats a pixel when it is
+    larger, or equal and earlier in raster order, so plateaus give exactly one maximum.
+    Returns int64 arrays (rows, cols) in raster order.
+
+    The scan writes into buffers it never replaces (no reference counting in the per-pixel loop);
+    a frame with more maxima than they hold is scanned once more with buffers of the exact size.
+    """
+    ys = np.empty(4096, np.int64)
+    xs = np.empty(4096, np.int64)
+    n = _scan_maxima(filt, base, excess, prof_y, prof_x, dy, dx, ys, xs)
+    if n > ys.shape[0]:
+        ys = np.empty(n, np.int64)
+        xs = np.empty(n, np.int64)
+        _scan_maxima(filt, base, excess, prof_y, prof_x, dy, dx, ys, xs)
+    return ys[:n].copy(), xs[:n].copy()

@@ -11,13 +11,13 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def _gauss_axis(
-    start: int, n: int, centre: float, inv2s2: float, wgt: np.ndarray, dist: np.ndarray
+    start: int, n: int, centre: float, inv2s2: float, q: float, wgt: np.ndarray, dist: np.ndarray
 ) -> tuple[float, float, float, float, float]:
     """1-D unit-peak Gaussian weights over pixels start..start+n-1; returns their sums
     (sum g, sum g d, sum g^2, sum g d^2, sum g^2 d), d = pixel - centre.
 
-    Three exponentials instead of n: g(d + 1) = g(d) * r(d) with r(d) = exp(-(2 d + 1) c)
-    and r(d + 1) = r(d) * exp(-2 c), c = 1 / (2 sigma^2).
+    Two exponentials instead of n: g(d + 1) = g(d) * r(d) with r(d) = exp(-(2 d + 1) c)
+    and r(d + 1) = r(d) * q, c = 1 / (2 sigma^2) = ``inv2s2``, ``q`` = exp(-2 c) (the caller's).
     """
     s0 = 0.0
     s1 = 0.0
@@ -27,7 +27,6 @@ def _gauss_axis(
     d = float(start) - centre
     g = np.exp(-d * d * inv2s2)
     r = np.exp(-(2.0 * d + 1.0) * inv2s2)
-    q = np.exp(-2.0 * inv2s2)
     for k in range(n):
         wgt[k] = g
         dist[k] = d
@@ -43,12 +42,13 @@ def _gauss_axis(
 
 
 @njit(cache=True, nogil=True)
-def _own_axis(start: int, n: int, centre: float, inv2s2: float, lo: int, hi: int, out: np.ndarray) -> None:
-    """1-D Gaussian profile of a rendered spot over pixels start..start+n-1 (0 outside [lo, hi))."""
+def _own_axis(start: int, n: int, centre: float, inv2s2: float, q: float, lo: int, hi: int,
+              out: np.ndarray) -> None:
+    """1-D Gaussian profile of a rendered spot over pixels start..start+n-1 (0 outside [lo, hi));
+    ``q`` = exp(-2 inv2s2), as in :func:`_gauss_axis`."""
     d = float(start) - centre
     g = np.exp(-d * d * inv2s2)
     r = np.exp(-(2.0 * d + 1.0) * inv2s2)
-    q = np.exp(-2.0 * inv2s2)
     for k in range(n):
         p = start + k
         out[k] = g if lo <= p < hi else 0.0
@@ -59,25 +59,37 @@ def _own_axis(start: int, n: int, centre: float, inv2s2: float, lo: int, hi: int
 @njit(cache=True, nogil=True)
 def render(model: np.ndarray, y: float, x: float, amp: float, sigma: float, radius: int) -> None:
     """Add ``amp`` times a unit-peak Gaussian at (y, x) to ``model`` within ``radius`` px of
-    the nearest pixel (``amp`` < 0 removes a spot rendered with the same arguments)."""
+    the nearest pixel (``amp`` < 0 removes a spot rendered with the same arguments).
+
+    The Gaussian along each axis comes from the recurrence of :func:`_gauss_axis` (three
+    exponentials per axis instead of one per pixel, the same profile :func:`_own_axis` gives)."""
     if amp == 0.0:
         return
     h, w = model.shape
     inv2s2 = 0.5 / (sigma * sigma)
+    q = np.exp(-2.0 * inv2s2)
     cy = min(max(int(np.floor(y + 0.5)), 0), h - 1)
     cx = min(max(int(np.floor(x + 0.5)), 0), w - 1)
     x0 = max(cx - radius, 0)
     x1 = min(cx + radius + 1, w)
     gx = np.empty(x1 - x0, np.float64)
+    d = float(x0) - x
+    g = np.exp(-d * d * inv2s2)
+    r = np.exp(-(2.0 * d + 1.0) * inv2s2)
     for k in range(x1 - x0):
-        d = float(x0 + k) - x
-        gx[k] = amp * np.exp(-d * d * inv2s2)
-    for yy in range(max(cy - radius, 0), min(cy + radius + 1, h)):
-        d = float(yy) - y
-        gy = np.exp(-d * d * inv2s2)
+        gx[k] = amp * g
+        g *= r
+        r *= q
+    y0 = max(cy - radius, 0)
+    d = float(y0) - y
+    gy = np.exp(-d * d * inv2s2)
+    r = np.exp(-(2.0 * d + 1.0) * inv2s2)
+    for yy in range(y0, min(cy + radius + 1, h)):
         row = model[yy, x0:x1]
         for k in range(x1 - x0):
             row[k] += np.float32(gy * gx[k])
+        gy *= r
+        r *= q
 
 
 @njit(cache=True, nogil=True)
@@ -120,6 +132,7 @@ def fit_spot(
     oy = scratch[4]
     ox = scratch[5]
     inv2s2 = 0.5 / (sigma * sigma)
+    q = np.exp(-2.0 * inv2s2)
     # The window the old rendering covers (as in render).
     ry = min(max(int(np.floor(y_start + 0.5)), 0), h - 1)
     rx = min(max(int(np.floor(x_start + 0.5)), 0), w - 1)
@@ -127,6 +140,10 @@ def fit_spot(
     xc = x_start
     b = 0.0
     amp = 0.0
+    own_y0 = -1  # the fit window the old rendering's profiles oy, ox were last computed for
+    own_ny = -1
+    own_x0 = -1
+    own_nx = -1
     for it in range(max_iter + 1):
         cy = min(max(int(np.floor(yc + 0.5)), 0), h - 1)
         cx = min(max(int(np.floor(xc + 0.5)), 0), w - 1)
@@ -134,11 +151,18 @@ def fit_spot(
         x0 = max(cx - fit_r, 0)
         ny = min(cy + fit_r + 1, h) - y0
         nx = min(cx + fit_r + 1, w) - x0
-        gy0, gy1, gy2, _, gy2d = _gauss_axis(y0, ny, yc, inv2s2, wy, dyv)
-        gx0, gx1, gx2, _, gx2d = _gauss_axis(x0, nx, xc, inv2s2, wx, dxv)
+        gy0, gy1, gy2, _, gy2d = _gauss_axis(y0, ny, yc, inv2s2, q, wy, dyv)
+        gx0, gx1, gx2, _, gx2d = _gauss_axis(x0, nx, xc, inv2s2, q, wx, dxv)
         if amp_old != 0.0:
-            _own_axis(y0, ny, y_start, inv2s2, ry - render_r, ry + render_r + 1, oy)
-            _own_axis(x0, nx, x_start, inv2s2, rx - render_r, rx + render_r + 1, ox)
+            # The old rendering does not move: its profiles change only with the window.
+            if y0 != own_y0 or ny != own_ny:
+                _own_axis(y0, ny, y_start, inv2s2, q, ry - render_r, ry + render_r + 1, oy)
+                own_y0 = y0
+                own_ny = ny
+            if x0 != own_x0 or nx != own_nx:
+                _own_axis(x0, nx, x_start, inv2s2, q, rx - render_r, rx + render_r + 1, ox)
+                own_x0 = x0
+                own_nx = nx
         else:
             for k in range(ny):
                 oy[k] = 0.0
@@ -306,16 +330,16 @@ def fit_pair(
     # The old renderings along each axis, over their whole windows (computed once).
     nr = 2 * render_r + 1
     own = np.empty((4, nr), np.float64)
-    _own_axis(r1y - render_r, nr, oy1, inv2s2, r1y - render_r, r1y + render_r + 1, own[0])
-    _own_axis(r1x - render_r, nr, ox1, inv2s2, r1x - render_r, r1x + render_r + 1, own[1])
-    _own_axis(r2y - render_r, nr, oy2, inv2s2, r2y - render_r, r2y + render_r + 1, own[2])
-    _own_axis(r2x - render_r, nr, ox2, inv2s2, r2x - render_r, r2x + render_r + 1, own[3])
+    q = np.exp(-2.0 * inv2s2)
+    _own_axis(r1y - render_r, nr, oy1, inv2s2, q, r1y - render_r, r1y + render_r + 1, own[0])
+    _own_axis(r1x - render_r, nr, ox1, inv2s2, q, r1x - render_r, r1x + render_r + 1, own[1])
+    _own_axis(r2y - render_r, nr, oy2, inv2s2, q, r2y - render_r, r2y + render_r + 1, own[2])
+    _own_axis(r2x - render_r, nr, ox2, inv2s2, q, r2x - render_r, r2x + render_r + 1, own[3])
     wy = np.empty((2, m), np.float64)
     wx = np.empty((2, m), np.float64)
     jtj = np.empty((7, 7), np.float64)
     rhs = np.empty(7, np.float64)
     scale = np.empty(7, np.float64)
-    q = np.exp(-2.0 * inv2s2)
     b = 0.0
     ok = False
     for it in range(max_iter + 1):
@@ -460,10 +484,11 @@ def spot_features(
     x0 = max(cx - rf, 0)
     ny = min(cy + rf + 1, h) - y0
     nx = min(cx + rf + 1, w) - x0
-    _gauss_axis(y0, ny, yc, inv2s2, wy, dyv)
-    _gauss_axis(x0, nx, xc, inv2s2, wx, dxv)
-    _own_axis(y0, ny, yc, inv2s2, cy - render_r, cy + render_r + 1, oy)
-    _own_axis(x0, nx, xc, inv2s2, cx - render_r, cx + render_r + 1, ox)
+    q = np.exp(-2.0 * inv2s2)
+    _gauss_axis(y0, ny, yc, inv2s2, q, wy, dyv)
+    _gauss_axis(x0, nx, xc, inv2s2, q, wx, dxv)
+    _own_axis(y0, ny, yc, inv2s2, q, cy - render_r, cy + render_r + 1, oy)
+    _own_axis(x0, nx, xc, inv2s2, q, cx - render_r, cx + render_r + 1, ox)
     mass = 0.0
     s0 = 0.0
     syy = 0.0

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import math
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,13 @@ def _validated(frame: object) -> np.ndarray:
     return arr
 
 
+def validate_frame(frame: object) -> np.ndarray:
+    """Validate one frame as :func:`check_frame` does, but return it unconverted (no copy): a 2-D,
+    non-empty, finite integer or float ndarray. :func:`detect_spots_array` converts it into a
+    reused float32 buffer, so a stream of integer frames allocates nothing per frame."""
+    return _validated(frame)
+
+
 def check_frame(frame: object) -> np.ndarray:
     """Validate one frame and return it as a float32, C-contiguous (H, W) array.
 
@@ -179,25 +187,41 @@ class _Workspace(threading.local):
 _WORKSPACE = _Workspace()
 
 
+def _tick(timings: dict[str, float] | None, key: str, start: float) -> float:
+    """Add the seconds since ``start`` to ``timings[key]`` (when timings are kept); returns now."""
+    if timings is None:
+        return start
+    now = time.perf_counter()
+    timings[key] = timings.get(key, 0.0) + (now - start)
+    return now
+
+
 def _fit_frame(img: np.ndarray, filt: np.ndarray, base: float, excess: float, prof_y: np.ndarray,
-               prof_x: np.ndarray, min_amp: float, cfg: DetectConfig, plan: _Plan, ws: _Workspace) -> np.ndarray:
+               prof_x: np.ndarray, min_amp: float, cfg: DetectConfig, plan: _Plan, ws: _Workspace,
+               timings: dict[str, float] | None) -> np.ndarray:
     """Maxima, fits, residual search and deblending of one frame (see the module docstring);
-    float64 (n, 6) spot rows in no particular order."""
+    float64 (n, 6) spot rows in no particular order. ``timings``: seconds per pass are added to it."""
     sigma, fit_r, render_r = float(cfg.psf_sigma), plan.fit_r, plan.render_r
     iters, sweeps = int(cfg.refine_iterations), int(cfg.deblend_sweeps)
+    t = time.perf_counter() if timings is not None else 0.0
     ys, xs = local_maxima(filt, base, excess, prof_y, prof_x, plan.dy, plan.dx)
+    t = _tick(timings, "maxima", t)
     st = np.empty((len(ys), ST_COLS))
     alive = np.ones(len(ys), dtype=np.bool_)
     seed = np.ones(len(ys), dtype=np.bool_)
     partner = np.full(len(ys), -1, dtype=np.int64)
     fit = (sigma, fit_r, iters, render_r)
     n = seed_spots(img, ws.model, filt, ys, xs, st, *fit)
+    t = _tick(timings, "seed_fits", t)
     if sweeps > 0 and n > 0:
         # One sweep settles crowded spots before the residual search (more changed nothing
         # measurable on the benchmark movies); the full sweeps come after it.
         deblend(img, ws.model, st, alive, partner, seed, *fit, 1)
+        t = _tick(timings, "deblend", t)
         bandpass(img, ws.model, True, plan.kernel, plan.box_half, ws.residual)
+        t = _tick(timings, "residual_bandpass", t)
         ys1, xs1 = local_maxima(ws.residual, base, excess, prof_y, prof_x, plan.dy, plan.dx)
+        t = _tick(timings, "residual_maxima", t)
         if len(ys1):
             more = len(ys1)
             st = np.concatenate([st, np.empty((more, ST_COLS))])
@@ -206,10 +230,15 @@ def _fit_frame(img: np.ndarray, filt: np.ndarray, base: float, excess: float, pr
             seed = np.zeros(n + more, dtype=np.bool_)
             n = add_residual_spots(img, ws.model, ws.residual, ys1, xs1, st, n, alive, partner, seed, *fit)
             st, alive, partner, seed = st[:n], alive[:n], partner[:n], seed[:n]
+            t = _tick(timings, "residual_fits", t)
             deblend(img, ws.model, st, alive, partner, seed, *fit, sweeps)
+            t = _tick(timings, "deblend", t)
     if drop_faint(ws.model, st, alive, seed, min_amp, sigma, render_r) and sweeps > 0:
         deblend(img, ws.model, st, alive, partner, seed, *fit, sweeps)
-    return spot_table(img, ws.model, st, alive, sigma, render_r, plan.mass_radius)
+    t = _tick(timings, "deblend", t)
+    spots = spot_table(img, ws.model, st, alive, sigma, render_r, plan.mass_radius)
+    _tick(timings, "spot_table", t)
+    return spots
 
 
 def _threshold(img: np.ndarray, filt: np.ndarray, cfg: DetectConfig) -> tuple[float, float]:
@@ -226,7 +255,8 @@ def _threshold(img: np.ndarray, filt: np.ndarray, cfg: DetectConfig) -> tuple[fl
     return med, max(cfg.snr_threshold * noise, 1e-5 * max(scale, 1.0))
 
 
-def detect_spots_array(frame: np.ndarray, config: DetectConfig | None = None) -> np.ndarray:
+def detect_spots_array(frame: np.ndarray, config: DetectConfig | None = None,
+                       timings: dict[str, float] | None = None) -> np.ndarray:
     """Detect spots in one frame; the per-frame hot path (no pandas).
 
     ``frame``: (H, W) integer or float array of counts. Returns float64 (n, 6), C-contiguous,
@@ -235,8 +265,12 @@ def detect_spots_array(frame: np.ndarray, config: DetectConfig | None = None) ->
     ``size`` (radius of gyration of the spot, px; sqrt(2) * sigma for a round Gaussian),
     ``signal`` (band-passed image at the pixel where the spot was found, counts),
     ``eccentricity`` (in [0, 1), 0 = round). Rows sorted by (y, x).
+    ``timings``: when a dict is given, the seconds spent in each pass (``bandpass``, ``noise``,
+    ``maxima``, ``seed_fits``, ``deblend``, ``residual_bandpass``, ``residual_maxima``,
+    ``residual_fits``, ``spot_table``, ``select``) are added to it (a profile; results do not change).
     """
     cfg = config if config is not None else DetectConfig()
+    t = time.perf_counter() if timings is not None else 0.0
     arr = _validated(frame)
     plan = _plan(cfg)
     ws = _WORKSPACE.get(arr.shape)
@@ -247,21 +281,26 @@ def detect_spots_array(frame: np.ndarray, config: DetectConfig | None = None) ->
         np.copyto(img, arr, casting="unsafe")
     filt = ws.filtered
     bandpass(img, img, False, plan.kernel, plan.box_half, filt)
+    t = _tick(timings, "bandpass", t)
     h, w = img.shape
     base, excess = _threshold(img, filt, cfg)
+    t = _tick(timings, "noise", t)
     # Spots whose fitted amplitude would reach less than min_amplitude_fraction of the
     # (interior) threshold in the band-passed image are dropped: ghosts left between split
     # neighbours, failed fits.
     min_amp = cfg.min_amplitude_fraction * max(excess if cfg.threshold is None else base, 0.0) / plan.gain
     spots = _fit_frame(img, filt, base, excess, _noise_profile(cfg, h), _noise_profile(cfg, w), min_amp, cfg,
-                       plan, ws)
+                       plan, ws, timings)
+    t = time.perf_counter() if timings is not None else 0.0
     spots = spots[spots[:, COL_MASS] >= cfg.min_mass]
     if cfg.max_spots is not None and spots.shape[0] > cfg.max_spots:
         # Brightest first; ties keep the current order (stable sort), so the choice is deterministic.
         order = np.argsort(-spots[:, COL_MASS], kind="stable")[: cfg.max_spots]
         spots = spots[order]
     order = np.lexsort((spots[:, COL_X], spots[:, COL_Y]))
-    return np.ascontiguousarray(spots[order])
+    spots = np.ascontiguousarray(spots[order])
+    _tick(timings, "select", t)
+    return spots
 
 
 def _table(spots: np.ndarray, frames: np.ndarray) -> pd.DataFrame:

@@ -182,6 +182,70 @@ def _sorted_points(frame, y, x, y0, x0, inv, nxp, n_cells):
 
 
 @numba.njit(cache=True, nogil=True)
+def _scan_queries(q_frame, q_y, q_x, q_cell, s_cell, s_y, s_x, r_order, seg_frame, seg_start, nxp, max_distance,
+                  max_gap, found, q_first):
+    """The neighbours of every query (sorted by (frame, cell)) among the sorted reference points: their
+    positions in the reference arrays into ``found``, query qi's at found[q_first[qi]:q_first[qi + 1]],
+    ordered by original reference index. Returns how many there are; when that exceeds ``found``'s
+    length, only the count is meaningful (the caller retries with a buffer of that size)."""
+    n_qry = q_y.shape[0]
+    n_seg = seg_frame.shape[0]
+    cap = found.shape[0]
+    md2 = max_distance * max_distance * (1.0 + 1e-9)
+    m = 0
+    # Scan pointers per earlier frame segment in the window and cell row (3 rows).
+    ptr = np.empty(3 * max_gap, np.int64)
+    seg_end = np.empty(max_gap, np.int64)
+    n_win = 0
+    for qi in range(n_qry):
+        qf = q_frame[qi]
+        if qi == 0 or qf != q_frame[qi - 1]:
+            s_lo = _lower_bound(seg_frame, 0, n_seg, qf - max_gap)
+            s_hi = _lower_bound(seg_frame, s_lo, n_seg, qf)
+            n_win = s_hi - s_lo
+            for w in range(n_win):
+                seg_end[w] = seg_start[s_lo + w + 1]
+                for r in range(3):
+                    ptr[3 * w + r] = seg_start[s_lo + w]
+        qy = q_y[qi]
+        qx = q_x[qi]
+        kq = q_cell[qi]
+        q_first[qi] = m
+        for w in range(n_win):
+            a1 = seg_end[w]
+            for r in range(3):
+                k_lo = kq + (r - 1) * nxp - 1
+                p = ptr[3 * w + r]
+                while p < a1 and s_cell[p] < k_lo:
+                    p += 1
+                ptr[3 * w + r] = p
+                k_hi = k_lo + 2
+                while p < a1 and s_cell[p] <= k_hi:
+                    ddy = qy - s_y[p]
+                    ddx = qx - s_x[p]
+                    d2 = ddy * ddy + ddx * ddx
+                    if d2 <= md2 and math.sqrt(d2) <= max_distance:
+                        if m < cap:
+                            found[m] = p
+                        m += 1
+                    p += 1
+        if m > cap:
+            continue  # counting only from here on
+        # Order this query's neighbours by original reference index (insertion sort: few).
+        lo = q_first[qi]
+        for a in range(lo + 1, m):
+            v = found[a]
+            ov = r_order[v]
+            b = a - 1
+            while b >= lo and r_order[found[b]] > ov:
+                found[b + 1] = found[b]
+                b -= 1
+            found[b + 1] = v
+    q_first[n_qry] = m
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
 def _neighbour_edges(ref_frame, ref_y, ref_x, qry_frame, qry_y, qry_x, max_distance, max_gap, same):
     """Edges from reference points (earlier) to query points (later), ordered by (query, ref).
 
@@ -234,63 +298,17 @@ def _neighbour_edges(ref_frame, ref_y, ref_x, qry_frame, qry_y, qry_x, max_dista
             k += 1
     seg_start[n_seg] = n_ref
 
-    md2 = max_distance * max_distance * (1.0 + 1e-9)
-    # Per query (in sorted order): its neighbours as positions in the sorted reference arrays.
+    # Per query (in sorted order): its neighbours as positions in the sorted reference arrays. The scan
+    # stores into a buffer it never replaces (no reference counting in the hot loop); in the rare case
+    # that the buffer was too small it runs once more with one of the exact size.
     q_first = np.empty(n_qry + 1, np.int64)
-    cap = 16 + 4 * n_qry
-    found = np.empty(cap, np.int64)
-    m = 0
-    # Scan pointers per earlier frame segment in the window and cell row (3 rows).
-    ptr = np.empty(3 * max_gap, np.int64)
-    seg_end = np.empty(max_gap, np.int64)
-    n_win = 0
-    for qi in range(n_qry):
-        qf = q_frame[qi]
-        if qi == 0 or qf != q_frame[qi - 1]:
-            s_lo = _lower_bound(seg_frame, 0, n_seg, qf - max_gap)
-            s_hi = _lower_bound(seg_frame, s_lo, n_seg, qf)
-            n_win = s_hi - s_lo
-            for w in range(n_win):
-                seg_end[w] = seg_start[s_lo + w + 1]
-                for r in range(3):
-                    ptr[3 * w + r] = seg_start[s_lo + w]
-        qy = q_y[qi]
-        qx = q_x[qi]
-        kq = q_cell[qi]
-        q_first[qi] = m
-        for w in range(n_win):
-            a1 = seg_end[w]
-            for r in range(3):
-                k_lo = kq + (r - 1) * nxp - 1
-                p = ptr[3 * w + r]
-                while p < a1 and s_cell[p] < k_lo:
-                    p += 1
-                ptr[3 * w + r] = p
-                k_hi = k_lo + 2
-                while p < a1 and s_cell[p] <= k_hi:
-                    ddy = qy - s_y[p]
-                    ddx = qx - s_x[p]
-                    d2 = ddy * ddy + ddx * ddx
-                    if d2 <= md2 and math.sqrt(d2) <= max_distance:
-                        if m == cap:
-                            cap *= 2
-                            bigger = np.empty(cap, np.int64)
-                            bigger[:m] = found[:m]
-                            found = bigger
-                        found[m] = p
-                        m += 1
-                    p += 1
-        # Order this query's neighbours by original reference index (insertion sort: few).
-        lo = q_first[qi]
-        for a in range(lo + 1, m):
-            v = found[a]
-            ov = r_order[v]
-            b = a - 1
-            while b >= lo and r_order[found[b]] > ov:
-                found[b + 1] = found[b]
-                b -= 1
-            found[b + 1] = v
-    q_first[n_qry] = m
+    found = np.empty(16 + 4 * n_qry, np.int64)
+    m = _scan_queries(q_frame, q_y, q_x, q_cell, s_cell, s_y, s_x, r_order, seg_frame, seg_start, nxp,
+                      max_distance, max_gap, found, q_first)
+    if m > found.shape[0]:
+        found = np.empty(m, np.int64)
+        m = _scan_queries(q_frame, q_y, q_x, q_cell, s_cell, s_y, s_x, r_order, seg_frame, seg_start, nxp,
+                          max_distance, max_gap, found, q_first)
 
     # Gather in query index order: edges ordered by (dst, src).
     q_rank = np.empty(n_qry, np.int64)

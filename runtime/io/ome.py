@@ -136,19 +136,23 @@ def tiff_units(path: str | os.PathLike[str]) -> PhysicalUnits:
         raise FileReadError(f"{path}: not a readable TIFF ({exc})") from None
 
 
-def open_ome_tiff(path: str | os.PathLike[str], channel: int = 0, z: int = 0) -> OmeMovie:
-    """Open an OME-TIFF (or any TIFF whose series has named axes) as the frames of one channel and plane."""
+def tiff_series(path: Path):
+    """The first image series of a TIFF: (the open ``TiffFile``, its axes upper-case, shape, pages);
+    FileReadError when it cannot be read."""
     import tifffile
 
-    path = Path(path)
     try:
         tif = tifffile.TiffFile(str(path))
         series = tif.series[0]
-        axes = series.axes.upper()
-        shape = tuple(int(s) for s in series.shape)
-        pages = series.pages
+        return tif, series.axes.upper(), tuple(int(s) for s in series.shape), series.pages
     except Exception as exc:
         raise FileReadError(f"{path}: not a readable TIFF ({exc})") from None
+
+
+def open_ome_tiff(path: str | os.PathLike[str], channel: int = 0, z: int = 0) -> OmeMovie:
+    """Open an OME-TIFF (or any TIFF whose series has named axes) as the frames of one channel and plane."""
+    path = Path(path)
+    tif, axes, shape, pages = tiff_series(path)
     if "Y" not in axes or "X" not in axes or axes.index("Y") > axes.index("X"):
         raise InputError(f"{path}: expected image axes Y and X, the file has axes {axes!r}")
     if "S" in axes:

@@ -295,7 +295,8 @@ def _one_plane(movie: Movie, channel: int | None, z: int | None) -> Movie:
         missing.append(f"a z plane (--z 0..{n_z - 1}, z=)")
     if missing:
         raise InputError(f"{movie.source}: axes {axes} with {n_c} channel(s) and {n_z} z plane(s): choose "
-                         + " and ".join(missing) + "; edgetrack does not guess which to track")
+                         + " and ".join(missing) + "; edgetrack does not guess which to track"
+                         + (" (or track the stacks in 3-D: --ndim 3, ndim=3)" if n_z > 1 and z is None else ""))
     return movie
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgetrack.runtime.link.problem import UNDECIDED
 
-__all__ = ["preferred", "usable_edges", "edge_components"]
+__all__ = ["preferred", "usable_edges", "edge_components", "largest_component"]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -86,3 +86,27 @@ def edge_components(edges, src, dst, n):
         grouped[fill[c]] = edges[a]
         fill[c] += 1
     return grouped, ptr
+
+
+@numba.njit(cache=True, nogil=True)
+def largest_component(a, b, size):
+    """Vertices in the largest connected component of the graph of the edges (a[e], b[e]), vertices in
+    [0, size) (e.g. node roles: node i as a parent i, as a child n + i); only vertices some edge touches
+    count. 0 without edges."""
+    uf = np.arange(size)
+    used = np.zeros(size, np.bool_)
+    for e in range(a.shape[0]):
+        used[a[e]] = True
+        used[b[e]] = True
+        ra = _root(uf, a[e])
+        rb = _root(uf, b[e])
+        if ra != rb:
+            uf[ra] = rb
+    count = np.zeros(size, np.int64)
+    best = 0
+    for i in range(size):
+        if used[i]:
+            r = _root(uf, i)
+            count[r] += 1
+            best = max(best, count[r])
+    return best

@@ -13,6 +13,9 @@ daughter's first point counts as a link too, and a mother with two or more daugh
 division. A predicted division is correct when its mother's last point and its daughters' first
 points are matched to a truth mother's last point and exactly that mother's daughters' first points.
 
+3-D: where both tables have a ``z`` column, points are matched on (y, x, z); give z in the units of y
+and x (multiply voxel z by the z voxel size over the pixel size first when the voxels are anisotropic).
+
 Undefined ratios (for example precision with no predictions) are returned as NaN.
 """
 
@@ -32,11 +35,26 @@ from edgetrack.runtime.errors import InputError
 
 __all__ = ["match_points", "localization_metrics", "link_metrics", "division_metrics"]
 
-def _table(df: pd.DataFrame, name: str, track: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Validate a point table; return frame (int64, n), yx (float64, (n, 2)) and track_id (int64, n) or None."""
+def _space(a: pd.DataFrame, b: pd.DataFrame) -> tuple[str, ...]:
+    """The coordinates to match on: ``y, x``, and ``z`` too when both tables have it (3-D)."""
+    both = isinstance(a, pd.DataFrame) and isinstance(b, pd.DataFrame) and "z" in a.columns and "z" in b.columns
+    return ("y", "x", "z") if both else ("y", "x")
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance of matching rows of two (n, 2) or (n, 3) coordinate arrays."""
+    if a.shape[1] == 2:
+        return np.hypot(a[:, 0] - b[:, 0], a[:, 1] - b[:, 1])
+    return np.sqrt(((a - b) ** 2).sum(axis=1))
+
+
+def _table(df: pd.DataFrame, name: str, track: bool = False,
+           space: tuple[str, ...] = ("y", "x")) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validate a point table; return frame (int64, n), coordinates (float64, (n, len(space))) and
+    track_id (int64, n) or None."""
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
-    needed = ["frame", "y", "x"] + (["track_id"] if track else [])
+    needed = ["frame", *space] + (["track_id"] if track else [])
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise InputError(f"{name} is missing column(s) {', '.join(missing)} (needs {', '.join(needed)})")
@@ -56,7 +74,7 @@ def _table(df: pd.DataFrame, name: str, track: bool = False) -> tuple[np.ndarray
         if np.any(arrays[col] != np.round(arrays[col])):
             raise InputError(f"{name} column {col!r} must hold integers")
     frame = arrays["frame"].astype(np.int64)
-    yx = np.ascontiguousarray(np.column_stack([arrays["y"], arrays["x"]]))
+    yx = np.ascontiguousarray(np.column_stack([arrays[c] for c in space]))
     track_id = arrays["track_id"].astype(np.int64) if track else None
     return frame, yx, track_id
 
@@ -117,7 +135,7 @@ def _match(t_frame: np.ndarray, t_yx: np.ndarray, p_frame: np.ndarray, p_yx: np.
     ti, pj = _candidate_pairs(t_frame, t_yx, p_frame, p_yx, max_distance)
     if len(ti) == 0:
         return empty
-    dist = np.hypot(t_yx[ti, 0] - p_yx[pj, 0], t_yx[ti, 1] - p_yx[pj, 1])
+    dist = _distance(t_yx[ti], p_yx[pj])
 
     # Split the bipartite candidate graph into connected groups; solve each one on its own.
     graph = coo_matrix((np.ones(len(ti)), (ti, n_t + pj)), shape=(n_t + n_p, n_t + n_p))
@@ -159,7 +177,7 @@ def _match(t_frame: np.ndarray, t_yx: np.ndarray, p_frame: np.ndarray, p_yx: np.
             "frame": t_frame[mt],
             "truth_index": mt,
             "pred_index": mp,
-            "distance": np.hypot(t_yx[mt, 0] - p_yx[mp, 0], t_yx[mt, 1] - p_yx[mp, 1]),
+            "distance": _distance(t_yx[mt], p_yx[mp]),
         }
     )
 
@@ -186,8 +204,9 @@ def match_points(truth: pd.DataFrame, pred: pd.DataFrame, max_distance: float = 
     sorted by (frame, truth_index).
     """
     max_distance = _check_distance(max_distance)
-    t_frame, t_yx, _ = _table(truth, "truth")
-    p_frame, p_yx, _ = _table(pred, "pred")
+    space = _space(truth, pred)
+    t_frame, t_yx, _ = _table(truth, "truth", space=space)
+    p_frame, p_yx, _ = _table(pred, "pred", space=space)
     return _match(t_frame, t_yx, p_frame, p_yx, max_distance)
 
 
@@ -339,8 +358,9 @@ def link_metrics(truth_tracks: pd.DataFrame, pred_tracks: pd.DataFrame, max_dist
     and the division scores of :func:`division_metrics` are added.
     """
     max_distance = _check_distance(max_distance)
-    t_frame, t_yx, t_id = _table(truth_tracks, "truth_tracks", track=True)
-    p_frame, p_yx, p_id = _table(pred_tracks, "pred_tracks", track=True)
+    space = _space(truth_tracks, pred_tracks)
+    t_frame, t_yx, t_id = _table(truth_tracks, "truth_tracks", track=True, space=space)
+    p_frame, p_yx, p_id = _table(pred_tracks, "pred_tracks", track=True, space=space)
     t_src, t_dst = _links(t_frame, t_id, "truth_tracks")
     p_src, p_dst = _links(p_frame, p_id, "pred_tracks")
     t_lin = _parents(truth_tracks, "truth_tracks", t_frame, t_id)

@@ -33,6 +33,10 @@ class TrackerConfig(StageConfig):
         exact solve of a dense N x N assignment costs O(N^3) and would stall the stream).
     linker_options: options of the 'flow' and 'ilp' linkers (an
         :class:`~edgetrack.runtime.link.costs.IlpConfig` as a dict: costs, time_limit, ...).
+    ndim: 2 (frames and detections in y, x) or 3 (z-stacks, detections with a ``z`` column in voxels).
+    z_scale: in 3-D, the z voxel size over the (y, x) pixel size (3 for 0.3 um steps with 0.1 um
+        pixels): distances, ``max_distance`` and ``step_sigma`` are then in (y, x) px, a z step of one
+        voxel counting ``z_scale`` px.
     """
 
     max_distance: float = DEFAULT_MAX_DISTANCE
@@ -49,6 +53,8 @@ class TrackerConfig(StageConfig):
     max_candidates: int = 10
     max_component: int = 1000
     linker_options: dict | None = None
+    ndim: int = 2
+    z_scale: float = 1.0
 
     def validate(self) -> None:
         require(is_real(self.max_distance) and 0 < self.max_distance <= LARGEST_MAX_DISTANCE,
@@ -69,3 +75,8 @@ class TrackerConfig(StageConfig):
                 f"max_component must be an integer >= 2, got {self.max_component}")
         require(self.linker_options is None or isinstance(self.linker_options, dict),
                 f"linker_options must be a dict, got {type(self.linker_options).__name__}")
+        require(self.ndim in (2, 3) and not isinstance(self.ndim, bool), f"ndim must be 2 or 3, got {self.ndim!r}")
+        require(is_real(self.z_scale) and 0 < self.z_scale <= 1000,
+                f"z_scale must be a number in (0, 1000] (z voxel size / pixel size), got {self.z_scale!r}")
+        require(self.ndim == 2 or self.scorer == "distance",
+                f"3-D tracking scores links with the distance scorer; scorer {self.scorer!r} is 2-D only")

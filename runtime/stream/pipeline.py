@@ -1,12 +1,14 @@
 """Whole movies and tables through a Tracker; detection of the next frames overlapped with linking.
 
-The Numba detection kernels release the GIL, so on a machine with two or more cores the detection of
-frame ``t + 1`` (and reading it from disk) runs while frame ``t`` is linked. Results are identical to
-pushing the frames one by one; only the wall time changes.
+The Numba detection kernels release the GIL, so on a machine with two or more cores the next frames are
+detected on worker threads (two by default, one frame each, so detection uses both cores of a small PC)
+while frame ``t`` is linked, and the frames still enter the tracker, and commit, in order. Results are
+identical to pushing the frames one by one; only the wall time changes.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -16,18 +18,26 @@ import numpy as np
 import pandas as pd
 
 from edgetrack.runtime.detect.config import DetectConfig
-from edgetrack.runtime.errors import EdgetrackError, InputError
+from edgetrack.runtime.errors import ConfigError, EdgetrackError, InputError
 from edgetrack.runtime.io.tables import check_table
 from edgetrack.runtime.stream.config import TrackerConfig
 from edgetrack.runtime.stream.tracker import Tracker
 from edgetrack.runtime.stream.updates import TrackUpdate
 
 
+def default_workers() -> int:
+    """Detection threads of :func:`track_frames` by default: two, or one on a single-core machine."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def track_frames(tracker: Tracker, frames: Iterable[np.ndarray], prefetch: int = 2,
-                 flush: bool = True, between: Callable[[], bool] | None = None) -> Iterator[TrackUpdate]:
+                 flush: bool = True, between: Callable[[], bool] | None = None,
+                 workers: int | None = None) -> Iterator[TrackUpdate]:
     """Push every frame of ``frames`` into ``tracker``, yielding committed updates as they come.
 
-    prefetch: frames detected ahead in one worker thread (0 = no thread, plain ``push``).
+    prefetch: frames detected ahead of the one being linked (0 = no thread, plain ``push``).
+    workers: detection threads (each detects whole frames; None = :func:`default_workers`); at most
+        ``prefetch + 1`` frames are in flight, so more workers than that add nothing.
     flush: commit the remaining frames at the end of ``frames`` (the end of the stream).
     between: called after each push once its updates were yielded (the tracker and whatever consumed
         the updates are then consistent: a safe point for a checkpoint); returning True stops the
@@ -53,7 +63,10 @@ def track_frames(tracker: Tracker, frames: Iterable[np.ndarray], prefetch: int =
 
         pending: deque[Future] = deque()
         failure: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgetrack-detect") as pool:
+        n_workers = default_workers() if workers is None else int(workers)
+        if n_workers < 1:
+            raise ConfigError(f"workers must be at least 1 detection thread, got {workers!r}")
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="edgetrack-detect") as pool:
             iterator = iter(frames)
             exhausted = False
             submitted = 0

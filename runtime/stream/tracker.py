@@ -14,6 +14,7 @@ with the default ``True`` the committed points are kept, compactly, for :meth:`T
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections import deque
 from typing import Iterable, Iterator, Sequence
@@ -22,19 +23,26 @@ import numpy as np
 import pandas as pd
 
 from edgetrack.runtime.associate.registry import make_scorer
-from edgetrack.runtime.detect.spots import SPOT_FEATURES, check_frame, detect_spots_array
+from edgetrack.runtime.detect.spots import SPOT_FEATURES, check_frame, detect_spots_array, validate_frame
 from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.detect.volume import SPOT3D_COLUMNS, Detect3DConfig, check_stack, detect_spots_3d
 from edgetrack.runtime.errors import DegradedWarning, InputError
 from edgetrack.runtime.graph.candidates import CandidateEdges, concat_edges, edges_into_frame
+from edgetrack.runtime.graph.volume import edges_into_frame_3d
+from edgetrack.runtime.link.components import largest_component
 from edgetrack.runtime.link.lineage import tracks_from_links
 from edgetrack.runtime.link.problem import UNDECIDED, LinkProblem
 from edgetrack.runtime.link.registry import get_linker
 from edgetrack.runtime.stream.config import TrackerConfig
 from edgetrack.runtime.stream.state import check_state
 from edgetrack.runtime.stream.updates import TrackUpdate, points_frame
-from edgetrack.runtime.stream.window import Block, cap_candidates, largest_frame_component
+from edgetrack.runtime.stream.window import Block, cap_candidates
 
-__all__ = ["Tracker", "TrackerConfig", "TrackUpdate"]
+__all__ = ["Tracker", "TrackerConfig", "TrackUpdate", "SPOT3D_FEATURES"]
+
+#: Columns of a 3-D tracker's detections (``ndim=3``): y, x first as in 2-D, then z (voxels), then features.
+SPOT3D_FEATURES: tuple[str, ...] = ("y", "x", "z", *SPOT3D_COLUMNS[3:])
+_FROM_3D = np.array([SPOT3D_COLUMNS.index(c) for c in SPOT3D_FEATURES])  # detect_spots_3d's columns -> ours
 
 
 class Tracker:
@@ -48,6 +56,11 @@ class Tracker:
 
     Options are those of :class:`TrackerConfig` (given as a config or keywords); detection options are
     a :class:`~edgetrack.runtime.detect.config.DetectConfig` (or a dict). Ids are per tracker instance.
+
+    In 3-D (``ndim=3``) ``push`` takes a (Z, Y, X) stack (detected by
+    :func:`~edgetrack.runtime.detect.volume.detect_spots_3d`, options a
+    :class:`~edgetrack.runtime.detect.volume.Detect3DConfig`) or a table with ``z, y, x`` (z in voxels, y and
+    x in px); candidate links are found in 3-D with z steps weighted by ``z_scale``; tracks carry ``z``.
     """
 
     #: A jump over skipped (empty) frames reports at most this many of them as committed empty updates.
@@ -59,8 +72,13 @@ class Tracker:
             self.config = config.replace(**options) if options else config
         else:
             self.config = TrackerConfig.from_dict(config or {}, **options)
-        self.detect_config = detect if isinstance(detect, DetectConfig) else DetectConfig.from_dict(detect or {})
         cfg = self.config
+        if cfg.ndim == 3:
+            self.detect_config = (detect if isinstance(detect, Detect3DConfig)
+                                  else Detect3DConfig.from_dict(detect or {}))
+        else:
+            self.detect_config = detect if isinstance(detect, DetectConfig) else DetectConfig.from_dict(detect or {})
+        self._spot_columns = SPOT3D_FEATURES if cfg.ndim == 3 else SPOT_FEATURES
         self._linker = get_linker(cfg.linker)
         self._linker_options = self._linker.parse_options(cfg.linker_options)
         self.timed_out_windows = 0  # 'ilp' solves cut by their time limit (best solution found was used)
@@ -86,6 +104,12 @@ class Tracker:
         self._finished = False
         self._final_updates: list[TrackUpdate] = []  # what the end-of-stream flush committed
         self.degraded_windows = 0  # windows solved greedily instead of by LAP (see max_component)
+        #: A profile, off by default: set it to a dict and every stage adds the seconds it spent under its
+        #: name ("detect" with "detect.<pass>" for each detection pass, "graph", "score", "link", "commit").
+        self.timings: dict[str, float] | None = None
+        # frame -> detections in the largest connected component of that undecided frame's assignment problem
+        # (its candidate edges do not change until it is committed; derived data, not part of a checkpoint)
+        self._largest: dict[int, int] = {}
 
     # ------------------------------------------------------------------ public API
     @property
@@ -125,27 +149,63 @@ class Tracker:
         release the GIL), which is how :func:`edgetrack.runtime.stream.pipeline.track_frames` overlaps the
         detection of the next frames with the linking of the current one.
         """
-        return self._detect_checked(check_frame(np.asarray(image)))
+        return self._detect_checked(self._checked_frame(image))
+
+    def _checked_frame(self, image: np.ndarray) -> np.ndarray:
+        if self.config.ndim == 3:
+            return check_stack(np.asarray(image), "z-stack")
+        """The validated frame: as given (detection converts it into its own float32 buffer), or as float32
+        when it is to be inverted (the inversion is then computed in float32, as detection sees it)."""
+        image = np.asarray(image)
+        return check_frame(image) if self.config.invert else validate_frame(image)
 
     def _detect_checked(self, image: np.ndarray) -> np.ndarray:
+        if self.config.ndim == 3:
+            start = time.perf_counter()
+            if self.config.invert:
+                image = image.max() - image if image.size else image
+            spots = np.ascontiguousarray(detect_spots_3d(image, self.detect_config)[:, _FROM_3D])
+            self._tick("detect", start)
+            return spots
+        timings = self.timings
+        if timings is None:
+            if self.config.invert:
+                image = image.max() - image if image.size else image
+            return detect_spots_array(image, self.detect_config)
+        start = time.perf_counter()
         if self.config.invert:
             image = image.max() - image if image.size else image
-        return detect_spots_array(image, self.detect_config)
+        passes: dict[str, float] = {}
+        spots = detect_spots_array(image, self.detect_config, timings=passes)
+        for name, seconds in passes.items():
+            timings["detect." + name] = timings.get("detect." + name, 0.0) + seconds
+        self._tick("detect", start)
+        return spots
+
+    def _tick(self, stage: str, start: float) -> float:
+        """Add the seconds since ``start`` to ``timings[stage]`` when a profile is kept; returns now."""
+        if self.timings is None:
+            return start
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + (now - start)
+        return now
 
     def push_spots(self, spots: np.ndarray, frame_shape: tuple[int, ...] | None = None,
                    frame: int | None = None) -> list[TrackUpdate]:
-        """Push the spots of the next frame as returned by :meth:`detect` (float64 (n, len(SPOT_FEATURES)))."""
+        """Push the spots of the next frame as returned by :meth:`detect` (float64 (n, len(SPOT_FEATURES)),
+        or (n, len(SPOT3D_FEATURES)) in 3-D)."""
         spots = np.asarray(spots, dtype=np.float64)
-        if spots.ndim != 2 or spots.shape[1] != len(SPOT_FEATURES):
-            raise InputError(f"spots must have shape (n, {len(SPOT_FEATURES)}), got {spots.shape}")
+        width = len(self._spot_columns)
+        if spots.ndim != 2 or spots.shape[1] != width:
+            raise InputError(f"spots must have shape (n, {width}), got {spots.shape}")
         if frame_shape is not None:
             self._check_shape(tuple(frame_shape))
         index = self._next_frame if frame is None else int(frame)
         if index < self._next_frame:
             raise InputError(f"frame {index} pushed after frame {self._next_frame - 1}: frames must increase")
-        if spots.size and not np.isfinite(spots[:, :2]).all():
-            raise InputError(f"spots of frame {index}: NaN or inf in y/x")
-        self._set_columns(SPOT_FEATURES)
+        if spots.size and not np.isfinite(spots[:, : 3 if self.config.ndim == 3 else 2]).all():
+            raise InputError(f"spots of frame {index}: NaN or inf in the coordinates")
+        self._set_columns(self._spot_columns)
         updates = self._skip_to(index)
         updates.extend(self._add(np.ascontiguousarray(spots)))
         return updates
@@ -177,6 +237,7 @@ class Tracker:
                 if cfg.keep_results:
                     self._results.append(update)
             self._blocks.clear()
+            self._largest.clear()
             for t in range(max(committed - cfg.max_gap, 0), index):
                 self._blocks.append(self._empty_block(t))
             self._n_committed_frames = committed
@@ -345,16 +406,16 @@ class Tracker:
     # ------------------------------------------------------------------ input conversion
     def _values_from_image(self, image: np.ndarray, index: int) -> np.ndarray:
         try:
-            image = check_frame(np.asarray(image))
+            image = self._checked_frame(image)
         except InputError as exc:
             raise InputError(f"frame {index}: {exc}") from None
         self._check_shape(image.shape)
         values = self._detect_checked(image)
-        self._set_columns(SPOT_FEATURES)
+        self._set_columns(self._spot_columns)
         return values
 
     def _values_from_table(self, table: pd.DataFrame) -> np.ndarray:
-        missing = [c for c in ("y", "x") if c not in table.columns]
+        missing = [c for c in (("z", "y", "x") if self.config.ndim == 3 else ("y", "x")) if c not in table.columns]
         if missing:
             raise InputError(f"detections of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
         features = [c for c in table.columns if c not in ("frame", "y", "x", "track_id", "parent_track_id", "particle")
@@ -396,20 +457,34 @@ class Tracker:
     def _add(self, values: np.ndarray) -> list[TrackUpdate]:
         cfg = self.config
         t = self._next_frame
-        if values.shape[0] > 1:  # canonical order inside a frame: by y, then x (input order never matters)
+        if values.shape[0] > 1 and not _sorted_by_y_x(values):
+            # canonical order inside a frame: by y, then x (input order never matters); detections come sorted
             order = np.lexsort((values[:, 1], values[:, 0]))
             values = np.ascontiguousarray(values[order])
         n = values.shape[0]
         past = [b for b in self._blocks if b.frame >= t - cfg.max_gap]
+        start = time.perf_counter() if self.timings is not None else 0.0
         if past and n:
             past_frame = np.concatenate([np.full(b.n, b.frame, np.int64) for b in past])
             past_vals = np.concatenate([b.values for b in past]) if len(past) > 1 else past[0].values
-            edges = edges_into_frame(past_frame, np.ascontiguousarray(past_vals[:, 0]), np.ascontiguousarray(past_vals[:, 1]),
-                                     np.ascontiguousarray(values[:, 0]), np.ascontiguousarray(values[:, 1]), t,
-                                     cfg.max_distance, cfg.max_gap, past_offset=past[0].first_id, new_offset=self._next_id)
+            if cfg.ndim == 3:
+                zc = self._columns.index("z")
+                edges, _ = edges_into_frame_3d(
+                    past_frame, past_vals[:, zc], np.ascontiguousarray(past_vals[:, 0]),
+                    np.ascontiguousarray(past_vals[:, 1]), values[:, zc], np.ascontiguousarray(values[:, 0]),
+                    np.ascontiguousarray(values[:, 1]), t, cfg.max_distance, cfg.max_gap, z_scale=cfg.z_scale,
+                    past_offset=past[0].first_id, new_offset=self._next_id)
+            else:
+                edges = edges_into_frame(past_frame, np.ascontiguousarray(past_vals[:, 0]),
+                                         np.ascontiguousarray(past_vals[:, 1]), np.ascontiguousarray(values[:, 0]),
+                                         np.ascontiguousarray(values[:, 1]), t, cfg.max_distance, cfg.max_gap,
+                                         past_offset=past[0].first_id, new_offset=self._next_id)
+            start = self._tick("graph", start)
             score = (np.zeros(len(edges.src), np.float64) if self._window_scoring
                      else np.asarray(self._scorer.score(edges), dtype=np.float64))
+            start = self._tick("score", start)
             edges, score = cap_candidates(edges, score, self._next_id, n, cfg.max_candidates)
+            self._tick("graph", start)
         else:
             edges = concat_edges([])
             score = np.zeros(0, np.float64)
@@ -428,6 +503,7 @@ class Tracker:
 
     def _solve_and_commit(self) -> TrackUpdate:
         cfg = self.config
+        start = time.perf_counter() if self.timings is not None else 0.0
         blocks = list(self._blocks)
         first_id = blocks[0].first_id
         node_frame = np.concatenate([np.full(b.n, b.frame, np.int64) for b in blocks])
@@ -446,12 +522,14 @@ class Tracker:
         src, dst, score = src[keep], dst[keep], score[keep]
         dt, dist = edges.dt[keep], edges.dist[keep]
         if self._window_scoring and len(src):
+            start = self._tick("link", start)
             values = np.concatenate([b.values for b in blocks])
             local = CandidateEdges(src, dst, dt, edges.dy[keep], edges.dx[keep], dist)
             score = self._score_window(node_frame, values, local)
+            start = self._tick("score", start)
         linker = self._linker
         if cfg.linker == "lap" and len(src):
-            largest = largest_frame_component(node_frame, src, dst, locked_local)
+            largest = self._largest_component(undecided_blocks, first_id, len(node_frame))
             if largest > cfg.max_component:
                 warnings.warn(DegradedWarning(
                     f"frame {int(node_frame[dst].min())}+: a linking problem of {largest} connected detections "
@@ -459,6 +537,14 @@ class Tracker:
                     stacklevel=4)
                 linker = get_linker("greedy")
                 self.degraded_windows += 1
+        commit = undecided_blocks[0]
+        if linker is self._linker and cfg.linker == "lap" and len(src):
+            # 'lap' solves the target frames in ascending order, each against the committed past, so the
+            # links of the oldest undecided frame (the only ones committed now) never depend on the later
+            # frames' edges: solving that frame alone gives the same links for 1/window of the work.
+            lo = commit.first_id - first_id
+            into = (dst >= lo) & (dst < lo + commit.n)
+            src, dst, dt, score, dist = src[into], dst[into], dt[into], score[into], dist[into]
         if len(node_frame):
             problem = LinkProblem.from_arrays(node_frame, src, dst, dt, score, locked_local, child_count,
                                               max_children=cfg.max_children, min_score=cfg.min_score, dist=dist)
@@ -468,12 +554,13 @@ class Tracker:
             parent_local = result.parent
         else:
             parent_local = np.zeros(0, np.int64)
+        start = self._tick("link", start)
         # commit the oldest undecided frame
-        commit = undecided_blocks[0]
         offset = commit.first_id - first_id
         parents = parent_local[offset:offset + commit.n]
         parent_global = np.where(parents >= 0, parents + first_id, -1)
         update = self._commit_block(commit, parent_global)
+        self._largest.pop(commit.frame, None)
         self._n_committed_frames = commit.frame + 1
         # drop blocks that can no longer be the source of an undecided detection
         oldest_needed = self._n_committed_frames - cfg.max_gap
@@ -481,7 +568,22 @@ class Tracker:
             self._blocks.popleft()
         if cfg.keep_results:
             self._results.append(update)
+        self._tick("commit", start)
         return update
+
+    def _largest_component(self, blocks: list[Block], first_id: int, n: int) -> int:
+        """The largest connected component over the undecided frames' assignment problems (a source counts
+        once per target frame, so no component spans two frames: the largest of each frame's own, each
+        computed once). ``first_id``: the window's first detection id; ``n``: detections in the window."""
+        best = 0
+        for b in blocks:
+            size = self._largest.get(b.frame)
+            if size is None:
+                e = b.edges_in
+                size = int(largest_component(e.src - first_id, e.dst - first_id + n, 2 * n)) if len(e.src) else 0
+                self._largest[b.frame] = size
+            best = max(best, size)
+        return best
 
     def _score_window(self, node_frame: np.ndarray, values: np.ndarray, edges: CandidateEdges) -> np.ndarray:
         score = np.asarray(self._scorer.score_window(node_frame, values, self._columns or ("y", "x"), edges),
@@ -529,3 +631,10 @@ class Tracker:
                            track_id=track_id, parent_track_id=parent_track, det_id=det_id, parent_det_id=parent_global)
 
 
+
+
+def _sorted_by_y_x(values: np.ndarray) -> bool:
+    """Whether the rows of ``values`` (n >= 2, columns y, x, ...) are already in (y, x) order, so that the
+    stable lexsort would leave them as they are."""
+    dy = np.diff(values[:, 0])
+    return bool(((dy > 0) | ((dy == 0) & (np.diff(values[:, 1]) >= 0))).all())

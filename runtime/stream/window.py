@@ -9,6 +9,7 @@ import numba
 import numpy as np
 
 from edgetrack.runtime.graph.candidates import CandidateEdges
+from edgetrack.runtime.link.components import largest_component
 from edgetrack.runtime.link.problem import UNDECIDED
 
 __all__ = ["Block", "cap_candidates", "largest_frame_component"]
@@ -60,38 +61,18 @@ def largest_frame_component(node_frame: np.ndarray, src: np.ndarray, dst: np.nda
 
 
 @numba.njit(cache=True, nogil=True)
-def _find(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-@numba.njit(cache=True, nogil=True)
 def _largest_component_kernel(node_frame, src, dst, locked):
     n = node_frame.shape[0]
     fmin = node_frame.min()
     nf = node_frame.max() - fmin + 1
-    size = n + n * nf
-    parent = np.arange(size)
-    used = np.zeros(size, np.bool_)
+    roles_src = np.empty(src.shape[0], np.int64)  # a source's role in each target frame: its own vertex
+    roles_dst = np.empty(src.shape[0], np.int64)
+    k = 0
     for e in range(src.shape[0]):
         d = dst[e]
         if locked[d] != UNDECIDED:
             continue
-        a = n + src[e] * nf + (node_frame[d] - fmin)
-        used[a] = True
-        used[d] = True
-        ra = _find(parent, a)
-        rb = _find(parent, d)
-        if ra != rb:
-            parent[ra] = rb
-    count = np.zeros(size, np.int64)
-    best = 0
-    for i in range(size):
-        if used[i]:
-            r = _find(parent, i)
-            count[r] += 1
-            if count[r] > best:
-                best = count[r]
-    return best
+        roles_src[k] = n + src[e] * nf + (node_frame[d] - fmin)
+        roles_dst[k] = d
+        k += 1
+    return largest_component(roles_src[:k], roles_dst[:k], n + n * nf)

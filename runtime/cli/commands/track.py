@@ -50,6 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--scene", default=None, metavar="S",
                    help="the scene (stage position, well) of a vendor file (.nd2, .czi, .lif): its 0-based index or "
                         "its name; a file of several scenes is refused without it")
+    g = parser.add_argument_group("3-D: z-stacks over time (T, Z, Y, X)")
+    g.add_argument("--ndim", type=int, choices=(2, 3), default=2,
+                   help="3: track spots in 3-D in a TIFF / OME-TIFF with a Z axis or a (T, Z, Y, X) .npy; the CSV "
+                        "has frame, z, y, x, track_id (z in voxels; z_um, y_um, x_um when the voxel size is known)")
+    g.add_argument("--voxel-size", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                   help="voxel size in um (default: from the file's metadata, else isotropic); --max-distance stays "
+                        "in (y, x) px, a z step counting Z / X px")
+    g.add_argument("--psf-sigma-z", type=float, default=None, metavar="VOXELS",
+                   help="expected spot sigma along z, in z voxels (default: the 3-D detector's 1.3)")
     g = parser.add_argument_group("stopping and resuming (spots)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="FRAMES",
                    help="save the tracker's state to OUT.checkpoint.npz every FRAMES frames (a killed run can "
@@ -89,7 +98,68 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--images goes with --masks")
     if args.format not in ("csv", "geff"):
         raise ConfigError(f"--format {args.format} needs --masks (the spot path writes CSV or geff)")
+    if args.ndim == 3:
+        return _run_stacks(args)
+    if args.voxel_size is not None or args.psf_sigma_z is not None:
+        raise ConfigError("--voxel-size and --psf-sigma-z go with --ndim 3")
     return _run_spots(args)
+
+
+def _run_stacks(args: argparse.Namespace) -> int:
+    """``edgetrack track --ndim 3``: spots in z-stacks; the CSV is written when the movie is done."""
+    import sys
+    import time
+
+    from edgetrack.runtime.api import volume_columns
+    from edgetrack.runtime.cli.interrupt import check as check_interrupt
+    from edgetrack.runtime.cli.progress import Progress
+    from edgetrack.runtime.errors import ConfigError
+    from edgetrack.runtime.io.stacks import open_stacks
+    from edgetrack.runtime.io.tables import write_table
+    from edgetrack.runtime.stream.pipeline import track_frames
+    from edgetrack.runtime.stream.tracker import Tracker
+
+    for given, name in ((args.z, "--z"), (args.scene, "--scene"), (args.checkpoint_every, "--checkpoint-every")):
+        if given is not None:
+            raise ConfigError(f"{name} does not go with --ndim 3")
+    if args.resume:
+        raise ConfigError("--resume does not go with --ndim 3 (3-D runs keep no checkpoint)")
+    stacks = open_stacks(args.movie, channel=args.channel)
+    voxel = tuple(args.voxel_size) if args.voxel_size is not None else stacks.voxel_size_um
+    if voxel is not None and (len(voxel) != 3 or not all(v > 0 for v in voxel) or voxel[1] != voxel[2]):
+        raise ConfigError(f"--voxel-size must be three sizes > 0 in um with Y = X (square pixels), got {voxel}")
+    z_scale = voxel[0] / voxel[2] if voxel is not None else 1.0
+    detect = {"psf_sigma": (args.psf_sigma_z if args.psf_sigma_z is not None else 1.3, args.psf_sigma, args.psf_sigma)}
+    for key, value in detect_options(args).items():
+        if key != "psf_sigma" and value is not None:
+            detect[key] = value
+    tracker = Tracker(ndim=3, z_scale=z_scale, detect=detect, invert=args.invert,
+                      **_with_defaults(args, SPOT_DEFAULTS))
+    start = time.perf_counter()
+    with Progress(len(stacks), "tracking z-stacks", enabled=not args.quiet) as bar:
+        def between() -> bool:
+            bar.update()
+            check_interrupt()
+            return False
+
+        for _ in track_frames(tracker, stacks, between=between):
+            pass
+    tracks = volume_columns(tracker.finish(), voxel)
+    check_interrupt()  # before the output replaces the previous one
+    if args.format == "geff":
+        from edgetrack.runtime.io.geff import write_geff
+
+        write_geff(tracks, args.out)
+    else:
+        write_table(tracks, args.out)
+    if not args.quiet:
+        elapsed = time.perf_counter() - start
+        where = (f"voxel {voxel[0]:g} x {voxel[1]:g} x {voxel[2]:g} um" if voxel is not None
+                 else "voxel size unknown: isotropic voxels assumed")
+        print(f"tracked {len(stacks)} stacks of {'x'.join(map(str, stacks.stack_shape))} in {elapsed:.2f} s "
+              f"({1e3 * elapsed / max(len(stacks), 1):.1f} ms/stack): {len(tracks)} points in "
+              f"{tracks['track_id'].nunique() if len(tracks) else 0} tracks ({where}) -> {args.out}", file=sys.stderr)
+    return 0
 
 
 def checkpoint_path(out: str) -> Path:
