@@ -112,3 +112,21 @@ def test_3d_options_are_checked(tmp_path):
     assert open_stacks(tmp_path / "two.tif", channel=1).stack_shape == (4, 8, 8)
     with pytest.raises(InputError, match="stack"):
         Tracker(ndim=3).push(np.zeros((8, 8)))
+
+
+def test_a_3d_tracker_checkpoint_resumes_identically(movie3d, tmp_path):
+    from edgetrack.runtime.stream.checkpoint import load_checkpoint, save_checkpoint
+
+    movie, _ = movie3d
+    whole = Tracker(ndim=3, z_scale=Z_SCALE, max_distance=5.0, detect={"psf_sigma": PSF})
+    part = Tracker(ndim=3, z_scale=Z_SCALE, max_distance=5.0, detect={"psf_sigma": PSF})
+    for stack in movie[:5]:
+        whole.push(stack)
+        part.push(stack)
+    save_checkpoint(part, tmp_path / "ck.npz")
+    resumed = load_checkpoint(tmp_path / "ck.npz")
+    assert resumed.config.ndim == 3 and resumed.config.z_scale == Z_SCALE
+    for stack in movie[5:]:
+        whole.push(stack)
+        resumed.push(stack)
+    pd.testing.assert_frame_equal(whole.finish(), resumed.finish())

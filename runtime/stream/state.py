@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.detect.volume import Detect3DConfig
 from edgetrack.runtime.errors import EdgetrackError, InputError
 from edgetrack.runtime.stream.config import TrackerConfig
 
@@ -81,7 +82,7 @@ def check_state(state: Any) -> None:
             raise InputError(f"corrupt checkpoint: {key} must be an object, got {type(state[key]).__name__}")
     try:
         cfg = TrackerConfig.from_dict(state["config"])
-        DetectConfig.from_dict(state["detect_config"])
+        (Detect3DConfig if cfg.ndim == 3 else DetectConfig).from_dict(state["detect_config"])
     except EdgetrackError as exc:
         raise InputError(f"corrupt checkpoint: {exc}") from None
     columns = state["columns"]
@@ -91,8 +92,9 @@ def check_state(state: Any) -> None:
             raise InputError("corrupt checkpoint: columns must be a list of distinct names starting y, x")
     n_columns = len(columns) if columns is not None else 2
     shape = state["frame_shape"]
-    if shape is not None and (not isinstance(shape, list) or len(shape) != 2):
-        raise InputError(f"corrupt checkpoint: frame_shape must be [height, width], got {shape!r}")
+    if shape is not None and (not isinstance(shape, list) or len(shape) != cfg.ndim):
+        raise InputError(f"corrupt checkpoint: frame_shape must be [{'depth, ' if cfg.ndim == 3 else ''}height, width], "
+                         f"got {shape!r}")
     if shape is not None:
         for k, side in enumerate(shape):
             _int(side, f"frame_shape[{k}]", 1, 2**31)
@@ -143,6 +145,12 @@ def check_state(state: Any) -> None:
                 if blocks else np.zeros(0, np.int64))
     y = np.concatenate([b["values"][:, 0] for b in blocks]) if blocks else np.zeros(0)
     x = np.concatenate([b["values"][:, 1] for b in blocks]) if blocks else np.zeros(0)
+    z = None
+    if cfg.ndim == 3:
+        if columns is not None and "z" not in columns:
+            raise InputError("corrupt checkpoint: a 3-D tracker's columns must include z")
+        zc = columns.index("z") if columns is not None else None
+        z = np.concatenate([b["values"][:, zc] for b in blocks]) if blocks and zc is not None else np.zeros(len(y))
     children = np.zeros(len(id_frame), np.int64)
     for i, b in enumerate(blocks):
         frame, first, n = first_frame + i, starts[i], sizes[i]
@@ -191,7 +199,9 @@ def check_state(state: Any) -> None:
         if (np.abs(e["dy"] - (y[d] - y[s])) > tol).any() or (np.abs(e["dx"] - (x[d] - x[s])) > tol).any():
             raise InputError(f"corrupt checkpoint: block {i} edge dy/dx do not match the detections' positions")
         dist = e["dist"]
-        if (np.abs(dist - np.hypot(e["dy"], e["dx"])) > tol).any() or dist.max() > cfg.max_distance * (1 + 1e-9):
+        planar = np.hypot(e["dy"], e["dx"])
+        expected = planar if z is None else np.sqrt(planar ** 2 + (cfg.z_scale * (z[d] - z[s])) ** 2)
+        if (np.abs(dist - expected) > tol).any() or dist.max() > cfg.max_distance * (1 + 1e-9):
             raise InputError(f"corrupt checkpoint: block {i} edge dist is not the displacement or exceeds "
                              f"max_distance={cfg.max_distance:g} px")
         score = b["score_in"]

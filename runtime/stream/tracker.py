@@ -372,7 +372,9 @@ class Tracker:
         """
         check_state(state)
         try:
-            tracker = cls(TrackerConfig.from_dict(state["config"]), detect=DetectConfig.from_dict(state["detect_config"]))
+            config = TrackerConfig.from_dict(state["config"])
+            detect = (Detect3DConfig if config.ndim == 3 else DetectConfig).from_dict(state["detect_config"])
+            tracker = cls(config, detect=detect)
             tracker._columns = tuple(state["columns"]) if state["columns"] is not None else None
             tracker._frame_shape = tuple(state["frame_shape"]) if state["frame_shape"] is not None else None
             tracker._next_frame = int(state["next_frame"])
