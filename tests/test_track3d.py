@@ -130,3 +130,19 @@ def test_a_3d_tracker_checkpoint_resumes_identically(movie3d, tmp_path):
         whole.push(stack)
         resumed.push(stack)
     pd.testing.assert_frame_equal(whole.finish(), resumed.finish())
+
+
+def test_plot_3d_tracks_over_the_maximum_projection(movie3d, tmp_path):
+    pytest.importorskip("matplotlib", reason="edgetrack plot needs matplotlib (the plot extra)")
+    movie, _ = movie3d
+    path = tmp_path / "stacks.ome.tif"
+    tifffile.imwrite(path, movie, metadata={"axes": "TZYX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1,
+                                            "PhysicalSizeZ": 0.3})
+    edgetrack.track(path, ndim=3, detect={"psf_sigma": PSF}, max_distance=5.0).to_csv(tmp_path / "t.csv", index=False)
+    assert main(["plot", str(tmp_path / "t.csv"), "--movie", str(path), "--color-by", "z",
+                 "--out", str(tmp_path / "p.png"), "--quiet"]) == 0
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    from edgetrack.runtime.io.stacks import max_projection
+
+    projected = max_projection(open_stacks(path))
+    np.testing.assert_array_equal(projected[3], movie[3].max(axis=0))

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgetrack.runtime.errors import FileReadError, InputError
 
-__all__ = ["Stacks", "open_stacks"]
+__all__ = ["Stacks", "open_stacks", "max_projection"]
 
 _LENGTH_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3,
               "mm": 1e3, "millimeter": 1e3, "m": 1e6, "meter": 1e6}
@@ -171,3 +171,11 @@ def open_stacks(source: str | os.PathLike[str] | np.ndarray, *, channel: int | N
         return _open_tiff(path, channel)
     raise FileReadError(f"{path}: 3-D movies are read from TIFF / OME-TIFF with a Z axis or (T, Z, Y, X) .npy, "
                         f"not '{suffix}'")
+
+
+def max_projection(stacks: Stacks):
+    """The maximum projection along z of every stack, as a 2-D :class:`~edgetrack.runtime.io.movie.Movie`
+    (read lazily; ``source`` is the stacks' own, so a TIFF's pixel size is still found)."""
+    from edgetrack.runtime.io.movie import Movie
+
+    return Movie(stacks.source, len(stacks), tuple(stacks.stack_shape[1:]), lambda t: stacks[t].max(axis=0))

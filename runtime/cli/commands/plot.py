@@ -10,7 +10,8 @@ HELP = "draw tracks over a movie frame (PNG/SVG/PDF), a map of a motion property
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tracks", help="tracks CSV/Parquet (frame, y, x, track_id, ...)")
     parser.add_argument("--out", required=True, help="picture of the tracks (.png, .svg, .pdf)")
-    parser.add_argument("--movie", default=None, help="the movie the tracks come from (drawn underneath)")
+    parser.add_argument("--movie", default=None, help="the movie the tracks come from (drawn underneath; for tracks "
+                        "with z, a (T, Z, Y, X) movie drawn as each stack's maximum projection: --color-by z)")
     parser.add_argument("--frame", default="first", help="movie frame underneath: first, last or an index (default first)")
     parser.add_argument("--color-by", default="track_id", metavar="COLUMN",
                         help="track_id (a colour per track, default) or a numeric column, e.g. alpha, K, state")
@@ -69,7 +70,13 @@ def run(args: argparse.Namespace) -> int:
         extra = [c for c in values.columns if c not in ("track_id", "frame")]
         tracks = tracks.drop(columns=[c for c in extra if c in tracks.columns]).merge(
             values[["track_id", "frame", *extra]], on=["track_id", "frame"], how="left")
-    movie = open_movie(args.movie) if args.movie else None
+    movie = None
+    if args.movie and "z" in tracks.columns:  # 3-D tracks: drawn over the maximum projection of each z-stack
+        from edgetrack.runtime.io.stacks import max_projection, open_stacks
+
+        movie = max_projection(open_stacks(args.movie))
+    elif args.movie:
+        movie = open_movie(args.movie)
     units = movie_units(movie if movie is not None else None, args.pixel_size, args.frame_interval)
     image = None
     index = None
