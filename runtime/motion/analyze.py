@@ -281,6 +281,10 @@ def analyze_predictions(
         if progress is not None and (k % 256 == 0 or k == len(preds)):
             progress("segments", k, len(preds))
     notes: list[str] = []
+    if "z" in tracks.columns and extras:
+        notes.append("the tracks have z: alpha, K, states and change points come from the (y, x) projection (the "
+                     "motion model is 2-D); the DeepSPT modes and fingerprints use z as given, in the units of y "
+                     "and x (scale voxel z by the z voxel size over the pixel size first)")
     short = sum(t.length < MIN_POINTS for t in items)
     if short:
         notes.append(f"{short} track(s) shorter than {MIN_POINTS} frames left without estimates (NaN, state -1)")
