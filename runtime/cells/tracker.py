@@ -19,6 +19,16 @@ linked only after a gap has by then handed its id to the first daughter. :meth:`
 (and :func:`track_cells`) therefore rebuild the ids from the committed links: a track ends where an
 object has two children, each child starts a new track whose ``parent_track_id`` is the mother's
 track (set on the daughter's first row, -1 elsewhere and for tracks without a mother).
+
+3-D (``ndim=3``, ``voxel_size=(z, y, x)`` um): each frame is a (Z, Y, X) label stack; its objects come
+from :func:`~edgetrack.runtime.cells.features3d.frame_features_3d` (centroid ``z, y, x`` in voxels and
+:data:`~edgetrack.runtime.cells.features3d.CELL3D_FEATURES` in um) and are linked by a 3-D ``Tracker``
+with ``z_scale = voxel z / voxel x`` (distances in (y, x) px, a z step counting ``z_scale`` px; distance
+scorer only). The default ``max_distance`` is one median sphere-equivalent diameter ``(6 V / pi)^(1/3)``,
+``V`` the volume in (y, x) px^3 (voxels times ``z_scale``). Rows have the columns :data:`CELL3D_TRACK_COLUMNS`.
+The segmentation-error handling (``merge_fragments``, ``check_divisions``) is 2-D geometry (areas,
+perimeters, in-plane moments and radii) and is off in 3-D: asking for it there is a ConfigError;
+``min_track_length`` works in both.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from edgetrack.runtime.cells.features import CELL_FEATURES, frame_features_array
+from edgetrack.runtime.cells.features3d import CELL3D_FEATURES, frame_features_3d_array
 from edgetrack.runtime.cells import defaults
 from edgetrack.runtime.cells import divisions as division_rules
 from edgetrack.runtime.cells import fragments as fragment_rules
@@ -37,15 +48,20 @@ from edgetrack.runtime.link.registry import LINKERS
 from edgetrack.runtime.errors import ConfigError, InputError
 from edgetrack.runtime.link.lineage import tracks_from_links
 
-__all__ = ["CellTracker", "track_cells", "default_max_distance", "CELL_COLUMNS", "ONE_TO_ONE_LINKERS"]
+__all__ = ["CellTracker", "track_cells", "default_max_distance", "default_max_distance_3d", "CELL_COLUMNS",
+           "CELL3D_TRACK_COLUMNS", "ONE_TO_ONE_LINKERS"]
 
 CELL_COLUMNS: tuple[str, ...] = ("frame", "label", "y", "x", "track_id", "parent_track_id", *CELL_FEATURES)
+#: Columns of the 3-D cell tracker's rows (z, y, x in voxels; the features in um, see features3d).
+CELL3D_TRACK_COLUMNS: tuple[str, ...] = ("frame", "label", "z", "y", "x", "track_id", "parent_track_id",
+                                         *CELL3D_FEATURES)
 #: Linkers that allow one child per object only: with them ``divisions=True`` links without divisions.
 ONE_TO_ONE_LINKERS = frozenset(name for name, linker in LINKERS.items() if not linker.divisions)
 _OBJECT_COLUMNS = ("y", "x", "label", *CELL_FEATURES)  # what push_objects takes per object
 # what the Tracker (and its scorer) gets: the label is replaced by the object's row in its frame, so no
 # scorer can read an identity from labels that a ground truth (or a tracking segmenter) keeps across frames
 _PUSHED_COLUMNS = ("y", "x", "object", *CELL_FEATURES)
+_OBJECT_COLUMNS_3D = ("y", "x", "label", "z", *CELL3D_FEATURES)  # 3-D: the values rows are laid out so too
 
 
 def default_max_distance(area: np.ndarray) -> float:
@@ -54,6 +70,33 @@ def default_max_distance(area: np.ndarray) -> float:
     if area.size == 0:
         raise InputError("cannot choose max_distance from a frame without objects")
     return float(np.median(np.sqrt(4.0 * area / np.pi)))
+
+
+def default_max_distance_3d(volume_px3: np.ndarray) -> float:
+    """One median sphere-equivalent diameter ``(6 V / pi)^(1/3)`` of objects of ``V`` (y, x)-px^3, in px."""
+    volume_px3 = np.asarray(volume_px3, np.float64)
+    if volume_px3.size == 0:
+        raise InputError("cannot choose max_distance from a stack without objects")
+    return float(np.median(np.cbrt(6.0 * volume_px3 / np.pi)))
+
+
+def _voxel_size(voxel_size) -> np.ndarray:
+    try:
+        voxel = np.asarray(voxel_size, np.float64)
+    except (TypeError, ValueError):
+        voxel = np.zeros(0)
+    if voxel.shape != (3,) or not np.all(np.isfinite(voxel)) or np.any(voxel <= 0):
+        raise ConfigError(f"voxel_size must be three sizes > 0 (z, y, x), got {voxel_size!r}")
+    return voxel
+
+
+def _segmentation_handling(ndim: int, name: str, value: bool | None, default: bool) -> bool:
+    """The 2-D default when None; in 3-D off, and a ConfigError when asked for (it is 2-D geometry)."""
+    if ndim == 2:
+        return default if value is None else bool(value)
+    if value:
+        raise ConfigError(f"{name} is 2-D (areas, perimeters, in-plane radii) and not available with ndim=3")
+    return False
 
 
 class CellTracker:
@@ -66,21 +109,39 @@ class CellTracker:
     two pieces of one cell in a frame become one object, :mod:`~edgetrack.runtime.cells.fragments`, listed in
     :attr:`merged_labels`; ``check_divisions``: divisions whose mother and daughters are inconsistent are cut,
     :mod:`~edgetrack.runtime.cells.divisions`; ``min_track_length``: tracks shorter than this many frames with
-    neither mother nor daughters are dropped, 1 = keep all), and other :class:`~edgetrack.runtime.stream.config.TrackerConfig` options
+    neither mother nor daughters are dropped, 1 = keep all; None = the defaults, off in 3-D),
+    ``ndim`` (2: (H, W) label images; 3: (Z, Y, X) label stacks, with ``voxel_size`` (z, y, x) um, default
+    (1, 1, 1); see the module docstring), and other :class:`~edgetrack.runtime.stream.config.TrackerConfig` options
     (``max_gap``, ``gap_penalty``, ``step_sigma``, ``min_score``, ``linker_options``, ...).
 
-    ``push`` returns the frames that became final as DataFrames (columns :data:`CELL_COLUMNS`, with the
+    ``push`` returns the frames that became final as DataFrames (columns :data:`CELL_COLUMNS`, in 3-D
+    :data:`CELL3D_TRACK_COLUMNS`, with the
     streaming tracker's ids, see the module docstring); ``finish`` returns every object with rebuilt ids.
     ``seconds`` holds the time spent on ``features`` and on ``tracking`` (scoring and linking), s.
     """
 
     def __init__(self, *, scorer: str = defaults.SCORER, linker: str = defaults.LINKER, divisions: bool = True,
                  max_distance: float | None = None, window: int = defaults.WINDOW,
-                 min_track_length: int = defaults.MIN_TRACK_LENGTH, check_divisions: bool = defaults.CHECK_DIVISIONS,
-                 merge_fragments: bool = defaults.MERGE_FRAGMENTS, **tracker_options) -> None:
+                 min_track_length: int = defaults.MIN_TRACK_LENGTH, check_divisions: bool | None = None,
+                 merge_fragments: bool | None = None, ndim: int = 2,
+                 voxel_size: Sequence[float] | None = None, **tracker_options) -> None:
         for reserved in ("max_children", "keep_results"):
             if reserved in tracker_options:
                 raise ConfigError(f"{reserved!r} is set by the cell tracker (use divisions=True/False)")
+        if isinstance(ndim, bool) or ndim not in (2, 3):
+            raise ConfigError(f"ndim must be 2 (label images) or 3 (label stacks), got {ndim!r}")
+        if "z_scale" in tracker_options:
+            raise ConfigError("'z_scale' is set by the cell tracker from voxel_size (z / x)")
+        if ndim == 2 and voxel_size is not None:
+            raise ConfigError("voxel_size goes with ndim=3 (3-D label stacks)")
+        self.ndim = int(ndim)
+        self.voxel_size = tuple(_voxel_size((1.0, 1.0, 1.0) if voxel_size is None else voxel_size)) \
+            if ndim == 3 else None
+        check_divisions = _segmentation_handling(ndim, "check_divisions", check_divisions, defaults.CHECK_DIVISIONS)
+        merge_fragments = _segmentation_handling(ndim, "merge_fragments", merge_fragments, defaults.MERGE_FRAGMENTS)
+        self._object_columns = _OBJECT_COLUMNS if ndim == 2 else _OBJECT_COLUMNS_3D
+        if ndim == 3:
+            tracker_options = dict(tracker_options, ndim=3, z_scale=self.voxel_size[0] / self.voxel_size[2])
         if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
             raise ConfigError(f"max_distance must be a number of px > 0 (or None), got {max_distance!r}")
         if isinstance(min_track_length, bool) or int(min_track_length) != min_track_length or min_track_length < 1:
@@ -116,7 +177,8 @@ class CellTracker:
         return self._next_frame
 
     def push(self, labels: np.ndarray, image: np.ndarray | None = None) -> list[pd.DataFrame]:
-        """Add the next frame's label image (H, W) integer (and intensity image); returns committed frames."""
+        """Add the next frame's label image (H, W) integer, in 3-D its label stack (Z, Y, X) (and intensity
+        image or stack of the same shape); returns committed frames."""
         t0 = time.perf_counter()
         labels = np.asarray(labels)
         if self._shape is None:
@@ -124,24 +186,29 @@ class CellTracker:
         elif labels.shape != self._shape:
             raise InputError(f"mask of frame {self._next_frame} has shape {labels.shape}, earlier frames {self._shape}")
         try:
-            label, values = frame_features_array(labels, image)
+            if self.ndim == 3:
+                label, values = frame_features_3d_array(labels, image, self.voxel_size)
+                values = values[:, [1, 2, 0, *range(3, values.shape[1])]]  # z, y, x -> y, x, z
+            else:
+                label, values = frame_features_array(labels, image)
         except InputError as exc:
             raise InputError(f"frame {self._next_frame}: {exc}") from None
         table = pd.DataFrame(np.column_stack([values[:, :2], label.astype(np.float64), values[:, 2:]]),
-                             columns=list(_OBJECT_COLUMNS))
+                             columns=list(self._object_columns))
         self.seconds["features"] += time.perf_counter() - t0
         return self.push_objects(table)
 
     def push_objects(self, objects: pd.DataFrame) -> list[pd.DataFrame]:
         """Add the next frame as a table of its objects (columns ``y, x, label`` and :data:`CELL_FEATURES`,
-        e.g. the rows of :func:`~edgetrack.runtime.cells.features.frame_features` of that frame)."""
-        missing = [c for c in _OBJECT_COLUMNS if c not in objects.columns]
+        e.g. the rows of :func:`~edgetrack.runtime.cells.features.frame_features` of that frame; in 3-D
+        ``z, y, x, label`` and :data:`CELL3D_FEATURES`, the rows of ``frame_features_3d``)."""
+        missing = [c for c in self._object_columns if c not in objects.columns]
         if missing:
             raise InputError(f"objects of frame {self._next_frame}: missing column(s) {', '.join(missing)}")
         labels = objects["label"].to_numpy()
         if pd.Series(labels).duplicated().any():
             raise InputError(f"objects of frame {self._next_frame}: a label appears twice (one row per object)")
-        table = objects.loc[:, list(_OBJECT_COLUMNS)].rename(columns={"label": "object"})
+        table = objects.loc[:, list(self._object_columns)].rename(columns={"label": "object"})
         table["object"] = np.arange(len(table), dtype=np.float64)
         t1 = time.perf_counter()
         frame = self._next_frame
@@ -150,7 +217,11 @@ class CellTracker:
         if self._tracker is None:
             if len(table) == 0:
                 return []  # no object yet to size max_distance from: the frame is pushed (empty) later
-            self.max_distance = default_max_distance(table["area"].to_numpy())
+            if self.ndim == 3:  # um^3 -> (y, x) px^3: voxels times z_scale
+                voxel_px3 = self.voxel_size[1] * self.voxel_size[2] ** 2  # um^3 of one (y, x) px^3
+                self.max_distance = default_max_distance_3d(table["volume"].to_numpy() / voxel_px3)
+            else:
+                self.max_distance = default_max_distance(table["area"].to_numpy())
             self._tracker = self._make_tracker(self.max_distance)
         updates = self._tracker.push(table, frame=frame)
         out = [self._keep(u) for u in updates]
@@ -163,7 +234,8 @@ class CellTracker:
         if len(values):  # the object's row in its frame back to its label
             values[:, 2] = labels[values[:, 2].astype(np.int64)]
         self._parts.append((update.frame, values, update.det_id, update.parent_det_id))
-        return _table(np.full(len(update), update.frame, np.int64), values, update.track_id, update.parent_track_id)
+        return self._table(np.full(len(update), update.frame, np.int64), values, update.track_id,
+                           update.parent_track_id)
 
     def flush(self) -> list[pd.DataFrame]:
         """Commit every remaining frame; returns their tables (streaming ids). Calling it again returns
@@ -189,8 +261,8 @@ class CellTracker:
         after the segmentation-error handling that is on (module docstring)."""
         self.flush()
         if not self._parts:
-            return _table(np.zeros(0, np.int64), np.zeros((0, len(_OBJECT_COLUMNS))), np.zeros(0, np.int64),
-                          np.zeros(0, np.int64))
+            return self._table(np.zeros(0, np.int64), np.zeros((0, len(self._object_columns))),
+                               np.zeros(0, np.int64), np.zeros(0, np.int64))
         frame = np.concatenate([np.full(len(p[2]), p[0], np.int64) for p in self._parts])
         values = np.concatenate([p[1] for p in self._parts])
         det = np.concatenate([p[2] for p in self._parts])
@@ -206,7 +278,17 @@ class CellTracker:
             keep = long_enough(frame, track, parent_track, self.min_track_length)
             frame, values, track, parent_track = frame[keep], values[keep], track[keep], parent_track[keep]
         self.seconds["tracking"] += time.perf_counter() - t0
-        return _table(frame, values, track, parent_track)
+        return self._table(frame, values, track, parent_track)
+
+    def _table(self, frame: np.ndarray, values: np.ndarray, track: np.ndarray, parent_track: np.ndarray) -> pd.DataFrame:
+        if self.ndim == 2:
+            return _table(frame, values, track, parent_track)
+        data = {"frame": frame, "label": values[:, 2].astype(np.int64), "z": values[:, 3], "y": values[:, 0],
+                "x": values[:, 1], "track_id": np.asarray(track, np.int64),
+                "parent_track_id": np.asarray(parent_track, np.int64)}
+        for j, name in enumerate(CELL3D_FEATURES, start=4):
+            data[name] = values[:, j]
+        return pd.DataFrame(data, columns=list(CELL3D_TRACK_COLUMNS))
 
 
 def long_enough(frame: np.ndarray, track: np.ndarray, parent_track: np.ndarray, min_length: int) -> np.ndarray:
@@ -235,7 +317,8 @@ def _table(frame: np.ndarray, values: np.ndarray, track: np.ndarray, parent_trac
 
 def track_cells(masks: np.ndarray | Sequence[np.ndarray] | str, images: np.ndarray | Sequence[np.ndarray] | str | None = None,
                 *, scorer: str = defaults.SCORER, linker: str = defaults.LINKER, divisions: bool = True,
-                max_distance: float | None = None, window: int = defaults.WINDOW, **tracker_options) -> pd.DataFrame:
+                max_distance: float | None = None, window: int = defaults.WINDOW, ndim: int = 2,
+                voxel_size: Sequence[float] | None = None, **tracker_options) -> pd.DataFrame:
     """Track the objects of label masks; returns one row per object (columns :data:`CELL_COLUMNS`).
 
     masks: (T, H, W) integer array, a sequence of (H, W) label images, or a path that
@@ -247,25 +330,40 @@ def track_cells(masks: np.ndarray | Sequence[np.ndarray] | str, images: np.ndarr
     A fragment merged into its neighbour has no row (its pixels are background in a CTC result written from
     these tracks); :attr:`CellTracker.merged_labels` with
     :func:`~edgetrack.runtime.cells.fragments.relabel_masks` paints them with the kept label instead.
-    """
-    from edgetrack.runtime.io.masks import open_images, open_masks
 
+    3-D (``ndim=3``, ``voxel_size`` (z, y, x) um): masks are (T, Z, Y, X) label stacks (an array, a sequence
+    of (Z, Y, X) stacks, a TIFF / OME-TIFF with a Z axis, a (T, Z, Y, X) ``.npy`` or a folder of 3-D TIFFs:
+    :func:`~edgetrack.runtime.io.masks.open_masks_3d`), images likewise; rows have the columns
+    :data:`CELL3D_TRACK_COLUMNS` (see the module docstring).
+    """
+    from edgetrack.runtime.io.masks import (
+        open_images,
+        open_masks,
+        open_masks_3d,
+        open_volumes,
+    )
+
+    tracker = CellTracker(scorer=scorer, linker=linker, divisions=divisions, max_distance=max_distance, window=window,
+                          ndim=ndim, voxel_size=voxel_size, **tracker_options)
     if isinstance(masks, (list, tuple)):
-        masks = np.stack([np.asarray(m) for m in masks]) if len(masks) else np.zeros((0, 1, 1), np.uint16)
-    if isinstance(masks, np.ndarray) and masks.ndim == 3 and len(masks) == 0:
-        return CellTracker(scorer=scorer, linker=linker, divisions=divisions, max_distance=max_distance,
-                           window=window, **tracker_options).finish()
-    movie = open_masks(masks)
+        empty = np.zeros((0,) + (1,) * ndim, np.uint16)
+        masks = np.stack([np.asarray(m) for m in masks]) if len(masks) else empty
+    if isinstance(masks, np.ndarray) and masks.ndim == ndim + 1 and len(masks) == 0:
+        return tracker.finish()
+    if ndim == 3 and isinstance(masks, np.ndarray) and masks.ndim != 4:
+        raise InputError(f"ndim=3 needs (T, Z, Y, X) label stacks, got an array of shape {masks.shape} "
+                         "(2-D masks over time: use ndim=2)")
+    movie = open_masks_3d(masks) if ndim == 3 else open_masks(masks)
+    if ndim == 2 and len(movie.frame_shape) == 3:
+        raise InputError(f"{movie.source}: frames are 3-D label stacks of shape {movie.frame_shape}: use ndim=3")
     frames: Iterable = movie
     image_frames = None
     if images is not None:
         if isinstance(images, (list, tuple)):
             images = np.stack([np.asarray(i) for i in images])
-        image_frames = open_images(images)
+        image_frames = open_volumes(images) if ndim == 3 else open_images(images)
         if len(image_frames) != len(movie):
             raise InputError(f"{len(image_frames)} image frames for {len(movie)} mask frames: the counts must match")
-    tracker = CellTracker(scorer=scorer, linker=linker, divisions=divisions, max_distance=max_distance, window=window,
-                          **tracker_options)
     for t, labels in enumerate(frames):
         tracker.push(labels, None if image_frames is None else image_frames[t])
     return tracker.finish()

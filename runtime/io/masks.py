@@ -3,7 +3,11 @@
 - :func:`open_masks` opens label masks lazily: a CTC folder (``maskTTT.tif`` of a result or a
   segmentation, ``man_trackTTT.tif`` of the ground-truth markers), any folder of 2-D TIFF/PNG files,
   a stacked TIFF, a ``.npy`` (T, H, W) file or an in-memory array. :func:`open_images` opens the raw
-  images the same way (any dtype).
+  images the same way (any dtype). 3-D label stacks over time: :func:`open_masks` takes a (T, Z, Y, X)
+  array or a folder of 3-D TIFFs (a CTC 3-D result); :func:`open_masks_3d` and :func:`open_volumes` also
+  open a (T, Z, Y, X) TIFF / OME-TIFF with a Z axis or ``.npy`` (through
+  :func:`~edgetrack.runtime.io.stacks.open_stacks`). Relabelling, :func:`ctc_result` and
+  :func:`write_ctc_result` work on either (3-D ``maskTTT.tif`` are (Z, Y, X) multi-page TIFFs).
 - :func:`read_ctc_lineage` reads ``res_track.txt`` / ``man_track.txt`` (one line ``L B E P`` per track:
   label L is present from frame B to frame E inclusive, its parent track is P, 0 = none).
 - :func:`write_ctc_result` writes a CTC result folder from a tracks table; :func:`ctc_from_tracks`
@@ -27,9 +31,10 @@ import pandas as pd
 from edgetrack.runtime.errors import FileReadError, InputError, OutputError
 from edgetrack.runtime.io.movie import Movie
 from edgetrack.runtime.io.readers import check_numbering, natural_key, quiet_tifffile, open_movie
+from edgetrack.runtime.io.stacks import Stacks, open_stacks
 from edgetrack.runtime.io.tables import check_table
 
-__all__ = ["Masks", "open_masks", "open_images", "read_ctc_lineage", "check_lineage", "ctc_from_tracks", "ctc_result",
+__all__ = ["Masks", "open_masks", "open_images", "open_masks_3d", "open_volumes", "read_ctc_lineage", "check_lineage", "ctc_from_tracks", "ctc_result",
            "relabel_frame", "write_ctc_result", "write_lineage", "read_ctc_result", "LINEAGE_COLUMNS"]
 
 LINEAGE_COLUMNS = ("label", "start", "end", "parent")
@@ -56,9 +61,9 @@ def _read_image_file(path: Path) -> np.ndarray:
 class Masks(Movie):
     """Label masks opened for lazy, frame-by-frame reading (see :func:`open_masks`).
 
-    ``len(masks)`` frames of ``masks.frame_shape`` (H, W); ``masks[t]`` is frame t as a 2-D integer
-    array (0 = background); ``masks.frame_numbers`` are the numbers in the file names (0..T-1 when
-    the source has none).
+    ``len(masks)`` frames of ``masks.frame_shape`` (H, W), or (Z, Y, X) for 3-D label stacks; ``masks[t]``
+    is frame t as an integer array of that shape (0 = background); ``masks.frame_numbers`` are the numbers
+    in the file names (0..T-1 when the source has none).
     """
 
     def __init__(self, movie: Movie, frame_numbers: np.ndarray | None = None) -> None:
@@ -67,13 +72,27 @@ class Masks(Movie):
                               else np.asarray(frame_numbers, np.int64))
 
     def __getitem__(self, index: int) -> np.ndarray:
-        frame = super().__getitem__(index)
+        frame = super().__getitem__(index) if len(self.frame_shape) != 3 else self._stack(index)
         if frame.dtype == np.bool_:
             return frame.view(np.uint8)
         if frame.dtype.kind not in "iu":
             raise InputError(f"{self.source}: frame {index} holds {frame.dtype} values; label masks must hold "
                              "integers (0 = background)")
         return frame
+
+    def _stack(self, index: int) -> np.ndarray:
+        """A (Z, Y, X) frame read as it is (a 2-D frame's RGB collapse must not touch a stack of width 3)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"frame {index} out of range for {len(self)} label stacks")
+        index %= len(self)
+        try:
+            stack = np.asarray(self._reader(index))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise FileReadError(f"{self.source}: cannot read frame {index}: {exc}") from None
+        if stack.shape != self.frame_shape:
+            raise InputError(f"{self.source}: frame {index} has shape {stack.shape}, expected {self.frame_shape} "
+                             "like the first frame")
+        return stack
 
 
 def _numbered_files(folder: Path) -> tuple[list[Path], np.ndarray | None]:
@@ -103,13 +122,16 @@ def _open_folder(folder: Path) -> tuple[Movie, np.ndarray | None]:
             raise FileReadError(f"{files[i]}: cannot read frame {i}: {exc}") from None
 
     first = np.asarray(read(0))
-    if first.ndim != 2:
-        raise InputError(f"{files[0]}: expected a 2-D frame, got shape {first.shape}")
+    if first.ndim not in (2, 3):
+        raise InputError(f"{files[0]}: expected a 2-D frame or a 3-D (Z, Y, X) stack, got shape {first.shape}")
     return Movie(str(folder), len(files), tuple(first.shape), read), numbers
 
 
 def _open_any(source: str | os.PathLike[str] | np.ndarray) -> tuple[Movie, np.ndarray | None]:
     if isinstance(source, np.ndarray):
+        if source.ndim == 4:  # (T, Z, Y, X) label stacks
+            stacks = open_volumes(source)
+            return Movie(stacks.source, len(stacks), stacks.stack_shape, stacks.__getitem__), None
         return open_movie(source), None
     if isinstance(source, Movie):
         return source, getattr(source, "frame_numbers", None)
@@ -140,6 +162,36 @@ def open_masks(source: str | os.PathLike[str] | np.ndarray) -> Masks:
 def open_images(source: str | os.PathLike[str] | np.ndarray) -> Movie:
     """Open raw images (any dtype) like :func:`open_masks` does masks (CTC ``tTTT.tif`` folders too)."""
     return _open_any(source)[0]
+
+
+def open_volumes(source: str | os.PathLike[str] | np.ndarray) -> Stacks:
+    """Open (T, Z, Y, X) data (raw images or labels, any dtype) lazily, one (Z, Y, X) stack a frame: an
+    array, a folder of 3-D TIFFs, or a file :func:`~edgetrack.runtime.io.stacks.open_stacks` opens (TIFF /
+    OME-TIFF with a Z axis, ``.npy``)."""
+    if isinstance(source, np.ndarray) or not Path(source).is_dir():
+        return open_stacks(source)
+    movie = _open_folder(Path(source))[0]
+    if len(movie.frame_shape) != 3:
+        raise InputError(f"{movie.source}: expected 3-D (Z, Y, X) stacks over time, got frames of shape "
+                         f"{movie.frame_shape}")
+    return Stacks(movie.source, len(movie), movie.frame_shape, movie._reader)
+
+
+def open_masks_3d(source: str | os.PathLike[str] | np.ndarray) -> Masks:
+    """Open 3-D label masks over time (T, Z, Y, X), lazily (sources as :func:`open_volumes`; a CTC 3-D
+    result folder keeps its frame numbers). Frame 0 is checked now."""
+    if isinstance(source, Masks):
+        masks = source
+    elif not isinstance(source, np.ndarray) and Path(source).is_dir():
+        masks = open_masks(source)
+    else:
+        stacks = open_volumes(source)
+        masks = Masks(Movie(stacks.source, len(stacks), stacks.stack_shape, stacks.__getitem__))
+    if len(masks.frame_shape) != 3:
+        raise InputError(f"{masks.source}: 3-D tracking needs (T, Z, Y, X) label stacks, got frames of shape "
+                         f"{masks.frame_shape} (2-D masks over time: track them with ndim=2)")
+    masks[0]
+    return masks
 
 
 def _lineage_file(path: Path) -> Path:
@@ -397,7 +449,7 @@ def _relabelled_frames(tracks: pd.DataFrame, masks: Masks) -> tuple[Iterator[np.
 
 
 def ctc_result(tracks: pd.DataFrame, masks) -> tuple[np.ndarray, pd.DataFrame]:
-    """A CTC result in memory: (masks relabelled by CTC track, uint16/uint32 (T, H, W); lineage).
+    """A CTC result in memory: (masks relabelled by CTC track, uint16/uint32 (T, H, W) or (T, Z, Y, X); lineage).
 
     Same conversion as :func:`write_ctc_result` (which writes it frame by frame instead).
     """

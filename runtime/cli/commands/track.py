@@ -3,6 +3,7 @@
 ``edgetrack track --masks MASKS [--images IMAGES] --format ctc|csv|napari|geff --out OUT``: track the
 objects of label masks (cells), with divisions, and write a Cell Tracking Challenge result folder,
 a CSV of tracks, napari tracks or a geff graph (``--format geff`` works on the spot path too).
+With ``--ndim 3 [--voxel-size Z Y X]`` the masks are (T, Z, Y, X) label stacks (CTC 3-D results, csv).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("3-D: z-stacks over time (T, Z, Y, X)")
     g.add_argument("--ndim", type=int, choices=(2, 3), default=2,
                    help="3: track spots in 3-D in a TIFF / OME-TIFF with a Z axis or a (T, Z, Y, X) .npy; the CSV "
-                        "has frame, z, y, x, track_id (z in voxels; z_um, y_um, x_um when the voxel size is known)")
+                        "has frame, z, y, x, track_id (z in voxels; z_um, y_um, x_um when the voxel size is known); "
+                        "with --masks: cells in (T, Z, Y, X) label stacks (--format csv or ctc)")
     g.add_argument("--voxel-size", type=float, nargs=3, default=None, metavar=("Z", "Y", "X"),
                    help="voxel size in um (default: from the file's metadata, else isotropic); --max-distance stays "
                         "in (y, x) px, a z step counting Z / X px")
@@ -324,13 +326,17 @@ def _run_masks(args: argparse.Namespace) -> int:
     from edgetrack.runtime.io.napari import write_napari
     from edgetrack.runtime.cli.progress import Progress
 
-    masks = open_masks(args.masks)
-    images = open_images(args.images) if args.images is not None else None
+    if args.ndim == 3:
+        masks, images, volume = _open_masks_3d(args)
+    else:
+        masks = open_masks(args.masks)
+        images = open_images(args.images) if args.images is not None else None
+        volume = {}
     if images is not None and len(images) != len(masks):
         raise InputError(f"{args.images}: {len(images)} frames, but {args.masks} has {len(masks)}")
     options = _with_defaults(args, MASK_DEFAULTS)
     divisions = options.pop("max_children") == 2
-    tracker = CellTracker(divisions=divisions, **options)
+    tracker = CellTracker(divisions=divisions, **volume, **options)
     start = time.perf_counter()
     with Progress(len(masks), "tracking", enabled=not args.quiet) as bar:
         for t in range(len(masks)):
@@ -342,7 +348,7 @@ def _run_masks(args: argparse.Namespace) -> int:
         from edgetrack.runtime.cells.fragments import relabel_masks
 
         masks = relabel_masks(masks, tracker.merged_labels)
-    fill = args.format == "ctc" if args.fill_gaps is None else args.fill_gaps
+    fill = args.format == "ctc" and args.ndim == 2 if args.fill_gaps is None else args.fill_gaps
     if fill:
         from edgetrack.runtime.cells.gaps import fill_gaps
 
@@ -366,3 +372,21 @@ def _run_masks(args: argparse.Namespace) -> int:
               f"{', %d filled in gaps' % int(tracks['filled'].sum()) if fill else ''} "
               f"(max_distance {tracker.max_distance or 0:.1f} px) -> {args.out}", file=sys.stderr)
     return 0
+
+
+def _open_masks_3d(args: argparse.Namespace):
+    """``--masks --ndim 3``: (label stacks, image stacks or None, the CellTracker's ndim and voxel_size)."""
+    from edgetrack.runtime.errors import ConfigError
+    from edgetrack.runtime.io.masks import open_masks_3d, open_volumes
+    from edgetrack.runtime.io.stacks import open_stacks
+
+    if args.format not in ("csv", "ctc"):
+        raise ConfigError(f"--format {args.format} does not go with --masks --ndim 3 (use csv or ctc)")
+    if args.fill_gaps:
+        raise ConfigError("--fill-gaps is 2-D (it moves masks in y, x) and does not go with --ndim 3")
+    masks = open_masks_3d(args.masks)
+    voxel = args.voxel_size
+    if voxel is None and Path(args.masks).is_file():
+        voxel = open_stacks(args.masks).voxel_size_um
+    images = open_volumes(args.images) if args.images is not None else None
+    return masks, images, {"ndim": 3, "voxel_size": None if voxel is None else tuple(voxel)}
