@@ -209,8 +209,14 @@ def analyze_tracks(
     shrink: bool = True,
     extras: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    z_scale: float | None = None,
 ) -> AnalyzeResult:
     """Characterise every track of ``tracks`` (``track_id, frame, y, x`` in px and frames).
+
+    3-D tracks (a ``z`` column; ``z_scale`` the z voxel size over the pixel size when z is in voxels, None =
+    z already in the units of y and x): the motion model, trained on 2-D tracks, reads each track's three
+    planar projections (y, x), (z, x) and (y, z); per point, alpha, the state and change-point
+    probabilities are averaged over them and K is their geometric mean (per-coordinate K, as in 2-D).
 
     config: post-processing options (:class:`~edgetrack.runtime.motion.segments.SegmentConfig`).
     max_states: most states in the ensemble summary (BIC chooses). model / folder / provider:
@@ -230,19 +236,47 @@ def analyze_tracks(
 
     tracks = from_trackpy_names(tracks, "tracks")
     items = split_tracks(tracks)
+    planes = [items]
+    if "z" in tracks.columns:
+        scale = 1.0 if z_scale is None else float(z_scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise InputError(f"z_scale must be a number > 0 (z voxel size / pixel size), got {z_scale!r}")
+        if tracks["z"].isna().any():
+            raise InputError("tracks: column 'z' has missing values (3-D tracks need z on every row)")
+        zs = tracks["z"].to_numpy(np.float64) * scale
+        planes += [split_tracks(tracks.assign(y=zs)), split_tracks(tracks.assign(x=zs))]  # (z, x) and (y, z)
+        tracks = tracks.assign(z=zs)  # DeepSPT's 3-D model and the fingerprints see z in the units of y and x
+    elif z_scale is not None:
+        raise InputError("z_scale goes with 3-D tracks (a z column)")
     if model is None:
         from edgetrack.runtime.models.onnx import load_model
         from edgetrack.runtime.motion.network import MODEL_NAME
 
         model = load_model(MODEL_NAME, folder=folder, provider=provider)
-    preds = predict_frames([t.positions for t in items], model,
-                           progress=(lambda d, t: progress("network", d, t)) if progress else None)
+    positions = [t.positions for plane in planes for t in plane]
+    preds = predict_frames(positions, model, progress=(lambda d, t: progress("network", d, t)) if progress else None)
+    if len(planes) > 1:
+        preds = _mean_over_planes(preds, len(items))
     calibration = dict(getattr(model, "entry", {}).get("calibration") or {})
     if not shrink:
         calibration.pop("alpha_error_var", None)
     return analyze_predictions(tracks, items, preds, config=config, max_states=max_states, pixel_size=pixel_size,
                                frame_interval=frame_interval, harmonise=harmonise, calibration=calibration,
                                extras=extras, progress=progress)
+
+
+def _mean_over_planes(preds: Sequence[FramePredictions], n_tracks: int) -> list[FramePredictions]:
+    """One prediction per track from its planar projections (``preds`` holds the planes one after the
+    other, ``n_tracks`` each): alpha, state and change-point probabilities averaged, K geometric."""
+    out = []
+    for i in range(n_tracks):
+        parts = preds[i::n_tracks]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            K = np.exp(np.mean([np.log(p.K) for p in parts], axis=0))
+        out.append(FramePredictions(np.mean([p.alpha for p in parts], axis=0), K,
+                                    np.mean([p.state_prob for p in parts], axis=0),
+                                    np.mean([p.cp_prob for p in parts], axis=0)))
+    return out
 
 
 def analyze_predictions(
@@ -281,10 +315,10 @@ def analyze_predictions(
         if progress is not None and (k % 256 == 0 or k == len(preds)):
             progress("segments", k, len(preds))
     notes: list[str] = []
-    if "z" in tracks.columns and extras:
-        notes.append("the tracks have z: alpha, K, states and change points come from the (y, x) projection (the "
-                     "motion model is 2-D); the DeepSPT modes and fingerprints use z as given, in the units of y "
-                     "and x (scale voxel z by the z voxel size over the pixel size first)")
+    if "z" in tracks.columns:
+        notes.append("3-D tracks: alpha, K, states and change points are the means over the tracks' (y, x), "
+                     "(z, x) and (y, z) projections (the motion model is 2-D)"
+                     + ("; the DeepSPT modes and fingerprints are 3-D" if extras else ""))
     short = sum(t.length < MIN_POINTS for t in items)
     if short:
         notes.append(f"{short} track(s) shorter than {MIN_POINTS} frames left without estimates (NaN, state -1)")

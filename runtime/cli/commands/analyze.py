@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frame of the tracks the VIP image shows (default: the table's first frame)")
     parser.add_argument("--vip-distance", type=float, default=3.0, metavar="PX",
                         help="farthest a VIP's centroid may be from its track's point, px (default 3)")
+    parser.add_argument("--z-scale", type=float, default=None, metavar="RATIO",
+                        help="3-D tracks with z in voxels: the z voxel size over the pixel size (3 for 0.3 um steps and "
+                             "0.1 um pixels); default: z is in the units of y and x")
     parser.add_argument("--pixel-size", type=float, default=None, metavar="UM",
                         help="um per px: K in the tables becomes um^2/...")
     parser.add_argument("--frame-interval", type=float, default=None, metavar="S",
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = analyze_tracks(tracks, config=cfg, max_states=args.max_states, folder=args.models,
                             provider=args.provider, pixel_size=args.pixel_size, frame_interval=args.frame_interval,
-                            progress=advance)
+                            progress=advance, z_scale=args.z_scale)
     for bar in bars.values():
         bar.close()
     notes = list(result.notes)
