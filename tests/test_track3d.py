@@ -146,3 +146,14 @@ def test_plot_3d_tracks_over_the_maximum_projection(movie3d, tmp_path):
 
     projected = max_projection(open_stacks(path))
     np.testing.assert_array_equal(projected[3], movie[3].max(axis=0))
+
+
+def test_napari_reads_3d_tracks_as_3d(movie3d, tmp_path):
+    pytest.importorskip("napari", reason="the napari plugin needs napari (the napari extra)")
+    from edgetrack.runtime.napari_plugin.readers import read_tracks
+
+    movie, _ = movie3d
+    tracks = edgetrack.track(movie, ndim=3, voxel_size=VOXEL, detect={"psf_sigma": PSF}, max_distance=5.0)
+    tracks.to_csv(tmp_path / "t.csv", index=False)
+    (data, meta, kind), *_ = read_tracks(str(tmp_path / "t.csv"))
+    assert kind == "tracks" and np.asarray(data).shape == (len(tracks), 5)  # track_id, t, z, y, x
