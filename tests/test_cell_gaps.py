@@ -91,3 +91,39 @@ def test_track_format_ctc_fills_gaps_by_default(tmp_path):
     assert main([*args, "--fill-gaps", "--out", str(tmp_path / "t.csv")]) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     assert table["filled"].sum() == 1 and table.loc[table["filled"], "frame"].tolist() == [5]
+
+
+def _dividing(n_frames: int = 10, split: int = 5, shape=(64, 96)) -> tuple[np.ndarray, pd.DataFrame]:
+    """One disc moving right that divides at frame ``split`` into two discs moving apart (CTC truth)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    masks = np.zeros((n_frames, *shape), np.uint16)
+    for t in range(n_frames):
+        if t < split:
+            masks[t][(yy - 32) ** 2 + (xx - (20 + 2 * t)) ** 2 <= 36] = 1
+        else:
+            k = t - split + 1
+            masks[t][(yy - (32 - 4 * k)) ** 2 + (xx - (20 + 2 * t)) ** 2 <= 16] = 2
+            masks[t][(yy - (32 + 4 * k)) ** 2 + (xx - (20 + 2 * t)) ** 2 <= 16] = 3
+    lineage = pd.DataFrame({"label": [1, 2, 3], "start": [0, split, split], "end": [split - 1, n_frames - 1,
+                                                                                       n_frames - 1],
+                            "parent": [0, 1, 1]})
+    return masks, lineage
+
+
+@pytest.mark.parametrize("missed", ["mother", "daughter"])
+def test_a_division_across_a_gap_is_put_back_where_it_happened(missed):
+    truth, lineage = _dividing()
+    seen = truth.copy()
+    if missed == "mother":
+        seen[4][seen[4] == 1] = 0  # the mother's last frame before dividing
+    else:
+        seen[5][seen[5] == 2] = 0  # one daughter's first frame
+    tracks = track_cells(seen, max_distance=12.0, max_gap=3, linker="greedy", check_divisions=False)
+    assert (tracks["parent_track_id"] >= 0).sum() == 2, "the division is linked across the gap"
+    before = ctc_scores(truth, lineage, *ctc_result(tracks, seen))
+    filled, masks = fill_gaps(tracks, seen, max_gap=3)
+    after = ctc_scores(truth, lineage, *ctc_result(filled, masks))
+    assert filled["filled"].sum() == 1
+    assert after["division_f1"] == 1.0 and after["TRA"] > before["TRA"], (before, after)
+    res_lineage = ctc_result(filled, masks)[1]
+    assert sorted(res_lineage["start"].tolist()) == [0, 5, 5] and sorted(res_lineage["end"].tolist()) == [4, 9, 9]

@@ -8,6 +8,8 @@ frame (``filled`` True; centroid interpolated linearly between the points before
 shape features copied from the nearer of the two) and returns the masks with each such object painted
 in: the nearer object's pixels moved by the interpolated displacement, on background pixels only (a
 filled object never covers a segmented one), with a new label above the frame's own labels.
+:func:`division_gap_rows` does the same for a division linked across a gap: the missed mother or the late
+daughter is put back where the division happened.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from edgetrack.runtime.errors import InputError
 from edgetrack.runtime.io.masks import Masks, open_masks
 from edgetrack.runtime.io.movie import Movie
 
-__all__ = ["GAP_COLUMNS", "gap_rows", "fill_gaps"]
+__all__ = ["GAP_COLUMNS", "gap_rows", "division_gap_rows", "fill_gaps"]
 
 #: Columns of :func:`gap_rows`.
 GAP_COLUMNS = ("frame", "track_id", "y", "x", "source_frame", "source_label", "source_row")
@@ -64,6 +66,77 @@ def gap_rows(tracks: pd.DataFrame, max_gap: int | None = None) -> pd.DataFrame:
     })
 
 
+def division_gap_rows(tracks: pd.DataFrame, max_gap: int | None = None) -> pd.DataFrame:
+    """One row per frame missing around a division (columns :data:`GAP_COLUMNS`).
+
+    A division linked across a gap (the mother's last point at frame ``a``, a daughter's first at ``b >
+    a + 1``) leaves frames with no object, and the Cell Tracking Challenge's lineage then has the mother
+    end, or a daughter start, a frame or more away from where it does. When every daughter starts after
+    ``a + 1``, the mother is what was missed: her track is extended up to the frame before the first
+    daughter, moving from her last point towards the mean of the first daughters' first points (source:
+    her last object). A daughter that starts later than that is then filled back to the frame after the
+    mother's (extended) end, moving from the mother's last point to its own first (source: its own first
+    object). Holes longer than ``max_gap - 1`` frames are left (None: any).
+    """
+    empty = pd.DataFrame({c: np.zeros(0, np.float64 if c in ("y", "x") else np.int64) for c in GAP_COLUMNS})
+    if "parent_track_id" not in tracks.columns or len(tracks) == 0:
+        return empty
+    table = tracks.reset_index(drop=True)
+    tid = table["track_id"].to_numpy(np.int64)
+    frame = table["frame"].to_numpy(np.int64)
+    order = np.lexsort((frame, tid))
+    first_row: dict[int, int] = {}
+    last_row: dict[int, int] = {}
+    for r in order:
+        t = int(tid[r])
+        first_row.setdefault(t, int(r))
+        last_row[t] = int(r)
+    parent_of = {int(t): int(p) for t, p in table.groupby("track_id")["parent_track_id"].max().items() if p >= 0}
+    daughters: dict[int, list[int]] = {}
+    for child, mother in parent_of.items():
+        if mother in last_row:
+            daughters.setdefault(mother, []).append(child)
+    y, x = table["y"].to_numpy(np.float64), table["x"].to_numpy(np.float64)
+    label = table["label"].to_numpy(np.int64)
+    longest = None if max_gap is None else int(max_gap) - 1
+    rows: list[tuple] = []
+
+    def add(track: int, frames: range, start_row: int, end_yx: tuple[float, float], end_frame: int,
+            source_row: int) -> None:
+        if len(frames) == 0 or (longest is not None and len(frames) > longest):
+            return
+        a = int(frame[start_row])
+        for f in frames:
+            w = (f - a) / float(end_frame - a)
+            rows.append((f, track, y[start_row] + w * (end_yx[0] - y[start_row]),
+                         x[start_row] + w * (end_yx[1] - x[start_row]), int(frame[source_row]),
+                         int(label[source_row]), int(source_row)))
+
+    for mother, kids in daughters.items():
+        m_last = last_row[mother]
+        a = int(frame[m_last])
+        starts = {k: int(frame[first_row[k]]) for k in kids}
+        b = min(starts.values())
+        end = a
+        if b > a + 1:
+            first = [first_row[k] for k, s in starts.items() if s == b]
+            target = (float(np.mean(y[first])), float(np.mean(x[first])))
+            before = len(rows)
+            add(mother, range(a + 1, b), m_last, target, b, m_last)
+            if len(rows) > before:
+                end = b - 1
+        for kid, start in starts.items():
+            if start > end + 1:
+                k_first = first_row[kid]
+                add(kid, range(end + 1, start), m_last, (float(y[k_first]), float(x[k_first])), start, k_first)
+    if not rows:
+        return empty
+    out = pd.DataFrame(rows, columns=list(GAP_COLUMNS))
+    # source rows are positions in ``tracks`` as given
+    out["source_row"] = out["source_row"].to_numpy(np.int64)
+    return out
+
+
 def fill_gaps(tracks: pd.DataFrame, masks, *, max_gap: int | None = None) -> tuple[pd.DataFrame, Masks]:
     """Fill the holes of every track: (tracks with a ``filled`` column and the new rows, masks with them).
 
@@ -76,7 +149,7 @@ def fill_gaps(tracks: pd.DataFrame, masks, *, max_gap: int | None = None) -> tup
     that a filled object comes from or goes to is read once here.
     """
     masks = open_masks(masks)
-    holes = gap_rows(tracks, max_gap)
+    holes = pd.concat([gap_rows(tracks, max_gap), division_gap_rows(tracks, max_gap)], ignore_index=True)
     out = tracks.copy()
     out["filled"] = False
     if len(holes) == 0:
