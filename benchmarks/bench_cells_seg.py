@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="keep the segmented masks here as .npy (outside the repo)")
     parser.add_argument("--ablation", action="store_true", help="also run each segmentation-error handling alone")
     parser.add_argument("--json", help="also write the rows as JSON here")
+    parser.add_argument("--fill-gaps", action="store_true",
+                        help="also score the defaults with gap filling (what edgetrack track --format ctc does)")
     args = parser.parse_args(argv)
 
     from edgetrack.runtime.cells.fragments import relabel_masks
@@ -157,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     from edgetrack.runtime.io.masks import ctc_result
     from edgetrack.runtime.metrics.ctc import ctc_scores
 
+    from edgetrack.runtime.cells.gaps import fill_gaps
+
     configs = {"raw": RAW, "default": {}, **(ALONE if args.ablation else {})}
+    if args.fill_gaps:
+        configs["default filled"] = {}
     rows = []
     for name in args.sequences:
         if not (DATA / name / "01").is_dir() or not (DATA / name / "01_GT" / "TRA").is_dir():
@@ -178,9 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         methods = []
         for linker in args.linkers:
             for cname, options in configs.items():
-                def method(linker=linker, options=options, tables=tables, seg=seg, max_distance=max_distance):
+                def method(linker=linker, options=options, tables=tables, seg=seg, max_distance=max_distance,
+                           fill=cname.endswith("filled")):
                     tracker = run_cell_tracker(tables, "distance", linker, max_distance, **options)
-                    return tracker.finish(), relabel_masks(seg, tracker.merged_labels), tracker.seconds["tracking"]
+                    tracks, masks = tracker.finish(), relabel_masks(seg, tracker.merged_labels)
+                    if fill:
+                        tracks, masks = fill_gaps(tracks, masks)
+                    return tracks, masks, tracker.seconds["tracking"]
                 methods.append((f"edgetrack distance/{linker} {cname}", method))
         def nearest(tables=tables, seg=seg, max_distance=max_distance):
             tracks, seconds = run_nn_lap(tables, max_distance)
