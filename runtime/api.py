@@ -94,7 +94,7 @@ def link(detections: pd.DataFrame, search_range: float | None = None, *, memory:
 def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, diameter: float | None = None,
           names: Names = "edgetrack", detect: dict[str, Any] | None = None, channel: int | None = None,
           z: int | None = None, scene: int | str | None = None, ndim: int = 2,
-          voxel_size: Sequence[float] | None = None, **options: Any) -> pd.DataFrame:
+          voxel_size: Sequence[float] | None = None, stitch: bool = False, **options: Any) -> pd.DataFrame:
     """Detect and link every frame of a movie: a path (TIFF, OME-TIFF, OME-Zarr, image folder, .npy),
     a (T, H, W) array or an iterable of (H, W) frames. Returns the tracks (``frame, y, x, track_id`` +
     spot features), as the streaming tracker commits them.
@@ -105,6 +105,10 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     are refused without them); scene: the scene (index or name) of a multi-scene vendor file (.nd2, .czi,
     .lif, read through bioio).
 
+    stitch: afterwards join track fragments whose jump fits their own motion
+    (:func:`~edgetrack.runtime.stream.stitch.stitch_tracks`: a fast particle's step beyond ``max_distance``
+    or a hole longer than ``max_gap``; 2-D only).
+
     ndim=3: the movie is z-stacks over time, a (T, Z, Y, X) array or a TIFF / OME-TIFF with a Z axis
     (:func:`~edgetrack.runtime.io.stacks.open_stacks`); returns ``frame, z, y, x, track_id`` + features (z in
     voxels, y, x in px) and ``z_um, y_um, x_um`` when the voxel size is known. voxel_size: (z, y, x) um,
@@ -112,6 +116,8 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     z step weighted by the voxel anisotropy. diameter: (z, y, x) voxels, or one lateral value.
     """
     if ndim == 3:
+        if stitch:
+            raise ConfigError("stitch is for 2-D spots (not ndim=3)")
         if z is not None or scene is not None:
             raise ConfigError("z and scene choose a 2-D plane; with ndim=3 the whole stack is tracked")
         return _track_stacks(movie, diameter, dict(detect or {}), channel, voxel_size, names, options)
@@ -126,7 +132,13 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     frames = open_movie(movie, channel=channel, z=z, scene=scene) if isinstance(movie, (str, os.PathLike)) else movie
     if isinstance(frames, np.ndarray) and frames.ndim != 3:
         raise InputError(f"movie must be a (T, H, W) array, got shape {frames.shape}")
-    return _named(track_movie(frames, detect=cfg, **options), names)
+    tracks = track_movie(frames, detect=cfg, **options)
+    if stitch:
+        from edgetrack.runtime.stream.stitch import stitch_tracks
+
+        tracks = stitch_tracks(tracks, tracker_max_distance=options.get("max_distance"),
+                               tracker_max_gap=options.get("max_gap")).drop(columns="stitched")
+    return _named(tracks, names)
 
 
 def _voxel(voxel_size: Sequence[float] | None) -> tuple[float, float, float] | None:

@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--scene", default=None, metavar="S",
                    help="the scene (stage position, well) of a vendor file (.nd2, .czi, .lif): its 0-based index or "
                         "its name; a file of several scenes is refused without it")
+    parser.add_argument("--stitch", action="store_true",
+                        help="spots: afterwards, join track fragments whose jump fits their own motion (a fast "
+                             "particle's step beyond --max-distance, or a hole longer than --max-gap, up to 3 frames); "
+                             "helps sparse, fast or blinking particles, can cost a little in crowded fields")
     g = parser.add_argument_group("3-D: z-stacks over time (T, Z, Y, X)")
     g.add_argument("--ndim", type=int, choices=(2, 3), default=2,
                    help="3: track spots in 3-D in a TIFF / OME-TIFF with a Z axis or a (T, Z, Y, X) .npy; the CSV "
@@ -101,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format not in ("csv", "geff"):
         raise ConfigError(f"--format {args.format} needs --masks (the spot path writes CSV or geff)")
     if args.ndim == 3:
+        if args.stitch:
+            raise ConfigError("--stitch is for 2-D spots (not --ndim 3)")
         return _run_stacks(args)
     if args.voxel_size is not None or args.psf_sigma_z is not None:
         raise ConfigError("--voxel-size and --psf-sigma-z go with --ndim 3")
@@ -247,6 +253,18 @@ def _run_spots(args: argparse.Namespace) -> int:
     for stale in (ckpt, leftover):
         if stale is not None:
             stale.unlink(missing_ok=True)
+    n_joins = 0
+    if args.stitch:  # the whole table is final: join fragments, then replace the CSV in one step
+        from edgetrack.runtime.io.tables import read_table, write_table
+        from edgetrack.runtime.stream.stitch import stitch_tracks
+
+        options = _with_defaults(args, SPOT_DEFAULTS)
+        table = read_table(args.out, ("frame", "y", "x", "track_id"))
+        stitched = stitch_tracks(table, tracker_max_distance=options["max_distance"],
+                                 tracker_max_gap=options.get("max_gap"))
+        n_joins = table["track_id"].nunique() - stitched["track_id"].nunique()
+        tracks = stitched["track_id"].nunique()
+        write_table(stitched.drop(columns="stitched"), args.out)
     if geff_out is not None:
         from edgetrack.runtime.io.geff import write_geff
         from edgetrack.runtime.io.tables import read_table
@@ -259,7 +277,8 @@ def _run_spots(args: argparse.Namespace) -> int:
         done = len(movie) - first
         print(f"tracked {done} frames in {elapsed:.2f} s ({done / max(elapsed, 1e-9):.1f} frames/s)"
               f"{f' (resumed at frame {first})' if args.resume else ''}: "
-              f"{n_points} points in {tracks} tracks -> {args.out}", file=sys.stderr)
+              f"{n_points} points in {tracks} tracks{f' ({n_joins} fragments joined)' if args.stitch else ''} "
+              f"-> {args.out}", file=sys.stderr)
     return 0
 
 
