@@ -31,7 +31,9 @@ import time
 
 import numpy as np
 import pandas as pd
+
 from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.detect.inputs import checked_image
 from edgetrack.runtime.detect.deblend import (
     add_residual_spots,
     deblend,
@@ -122,24 +124,7 @@ def _noise_profile(config: DetectConfig, n: int) -> np.ndarray:
 
 def _validated(frame: object) -> np.ndarray:
     """The frame as a 2-D, non-empty, finite integer or float ndarray (not converted)."""
-    arr = frame if isinstance(frame, np.ndarray) else np.asarray(frame)
-    if arr.dtype.kind not in "iuf":
-        raise InputError(f"frame must hold integer or float pixels, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise InputError(f"frame must be 2-D (rows, columns), got {arr.ndim}-D array of shape {arr.shape}")
-    if arr.size == 0:
-        raise InputError(f"frame is empty (shape {arr.shape})")
-    if arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad = np.argwhere(~finite)
-            y, x = (int(v) for v in bad[0])
-            raise InputError(
-                f"frame has {len(bad)} non-finite pixel(s) (NaN or inf); first at (y={y}, x={x})"
-            )
-        if arr.dtype.itemsize > 4 and float(np.abs(arr).max()) > float(np.finfo(np.float32).max):
-            raise InputError("frame has values outside the float32 range (|value| > 3.4e38)")
-    return arr
+    return checked_image(frame, "yx", "frame", "pixel", "rows, columns")
 
 
 def validate_frame(frame: object) -> np.ndarray:

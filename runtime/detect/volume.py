@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from edgetrack.runtime.config import StageConfig, is_int, is_real, require
-from edgetrack.runtime.errors import ConfigError, InputError
+from edgetrack.runtime.detect.inputs import checked_image
+from edgetrack.runtime.errors import ConfigError
 from numba import njit
 
 __all__ = ["SPOT3D_COLUMNS", "Detect3DConfig", "check_stack", "detect_spots_3d", "detect_spots_3d_table"]
@@ -637,21 +638,7 @@ def check_stack(stack: object, name: str = "stack") -> np.ndarray:
     """Validate one z-stack: a 3-D (Z, Y, X), non-empty array of integers or floats with finite values
     (returned unconverted). Raises :class:`InputError` naming the problem (dimensions, dtype, the
     count and first position of NaN / inf voxels)."""
-    arr = stack if isinstance(stack, np.ndarray) else np.asarray(stack)
-    if arr.dtype.kind not in "iuf" or arr.dtype == np.float16:
-        raise InputError(f"{name} must hold integer or float voxels (float16 not supported), got dtype {arr.dtype}")
-    if arr.ndim != 3:
-        raise InputError(f"{name} must be 3-D (planes, rows, columns), got {arr.ndim}-D array of shape {arr.shape}")
-    if arr.size == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape})")
-    if arr.dtype.kind == "f":
-        bad = np.flatnonzero(~np.isfinite(arr.ravel()))
-        if bad.size:
-            z, y, x = np.unravel_index(int(bad[0]), arr.shape)
-            raise InputError(f"{name} has {bad.size} non-finite voxel(s) (NaN or inf); first at (z={z}, y={y}, x={x})")
-        if arr.dtype.itemsize > 4 and float(np.abs(arr).max()) > float(np.finfo(np.float32).max):
-            raise InputError(f"{name} has values outside the float32 range (|value| > 3.4e38)")
-    return arr
+    return checked_image(stack, "zyx", name, "voxel", "planes, rows, columns", float16=False)
 
 
 def detect_spots_3d(stack: np.ndarray, config: Detect3DConfig | None = None) -> np.ndarray:

@@ -72,27 +72,13 @@ class Masks(Movie):
                               else np.asarray(frame_numbers, np.int64))
 
     def __getitem__(self, index: int) -> np.ndarray:
-        frame = super().__getitem__(index) if len(self.frame_shape) != 3 else self._stack(index)
+        frame = super().__getitem__(index)
         if frame.dtype == np.bool_:
             return frame.view(np.uint8)
         if frame.dtype.kind not in "iu":
             raise InputError(f"{self.source}: frame {index} holds {frame.dtype} values; label masks must hold "
                              "integers (0 = background)")
         return frame
-
-    def _stack(self, index: int) -> np.ndarray:
-        """A (Z, Y, X) frame read as it is (a 2-D frame's RGB collapse must not touch a stack of width 3)."""
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"frame {index} out of range for {len(self)} label stacks")
-        index %= len(self)
-        try:
-            stack = np.asarray(self._reader(index))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise FileReadError(f"{self.source}: cannot read frame {index}: {exc}") from None
-        if stack.shape != self.frame_shape:
-            raise InputError(f"{self.source}: frame {index} has shape {stack.shape}, expected {self.frame_shape} "
-                             "like the first frame")
-        return stack
 
 
 def _numbered_files(folder: Path) -> tuple[list[Path], np.ndarray | None]:
@@ -130,8 +116,7 @@ def _open_folder(folder: Path) -> tuple[Movie, np.ndarray | None]:
 def _open_any(source: str | os.PathLike[str] | np.ndarray) -> tuple[Movie, np.ndarray | None]:
     if isinstance(source, np.ndarray):
         if source.ndim == 4:  # (T, Z, Y, X) label stacks
-            stacks = open_volumes(source)
-            return Movie(stacks.source, len(stacks), stacks.stack_shape, stacks.__getitem__), None
+            return open_volumes(source), None
         return open_movie(source), None
     if isinstance(source, Movie):
         return source, getattr(source, "frame_numbers", None)
@@ -185,8 +170,7 @@ def open_masks_3d(source: str | os.PathLike[str] | np.ndarray) -> Masks:
     elif not isinstance(source, np.ndarray) and Path(source).is_dir():
         masks = open_masks(source)
     else:
-        stacks = open_volumes(source)
-        masks = Masks(Movie(stacks.source, len(stacks), stacks.stack_shape, stacks.__getitem__))
+        masks = Masks(open_volumes(source))
     if len(masks.frame_shape) != 3:
         raise InputError(f"{masks.source}: 3-D tracking needs (T, Z, Y, X) label stacks, got frames of shape "
                          f"{masks.frame_shape} (2-D masks over time: track them with ndim=2)")

@@ -21,7 +21,9 @@ class Movie:
     """A movie opened for lazy, frame-by-frame reading.
 
     ``len(movie)`` is the number of frames, ``movie.frame_shape`` is (H, W), ``movie[i]`` is frame i as a
-    2-D array (original dtype, colour collapsed to grey), and iterating yields the frames in order.
+    2-D array (original dtype, colour collapsed to grey), and iterating yields the frames in order. A
+    movie of z-stacks has a (Z, Y, X) ``frame_shape`` and its frames are returned as read (no colour
+    collapse, which would take a stack of 3 or 4 planes for RGB).
     Use :func:`open_movie` to create one.
     """
 
@@ -44,7 +46,9 @@ class Movie:
             raise  # already names the file and frame
         except (OSError, ValueError, RuntimeError) as exc:
             raise FileReadError(f"{self.source}: cannot read frame {index}: {exc}") from None
-        frame = to_grey(np.asarray(frame))
+        frame = np.asarray(frame)
+        if len(self.frame_shape) == 2:
+            frame = to_grey(frame)
         if frame.shape != self.frame_shape:
             raise InputError(
                 f"{self.source}: frame {index} has shape {frame.shape}, expected {self.frame_shape} "

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from edgetrack.runtime.errors import FileReadError, InputError
+from edgetrack.runtime.io.movie import Movie
 
 __all__ = ["Stacks", "open_stacks", "max_projection"]
 
@@ -25,37 +26,22 @@ _LENGTH_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "micrometer": 1.0, "nm": 1e-
               "mm": 1e3, "millimeter": 1e3, "m": 1e6, "meter": 1e6}
 
 
-class Stacks:
-    """(T, Z, Y, X) data read one (Z, Y, X) stack at a time (see :func:`open_stacks`)."""
+class Stacks(Movie):
+    """(T, Z, Y, X) data read one (Z, Y, X) stack at a time (see :func:`open_stacks`): a
+    :class:`~edgetrack.runtime.io.movie.Movie` whose frames are z-stacks, with the voxel size (um, z, y, x)
+    and frame interval (s) where known."""
 
     def __init__(self, source: str, n_frames: int, stack_shape: tuple[int, int, int],
                  reader: Callable[[int], np.ndarray], voxel_size_um: tuple[float, float, float] | None = None,
                  frame_interval_s: float | None = None) -> None:
-        self.source = source
-        self.stack_shape = stack_shape
+        super().__init__(source, n_frames, tuple(stack_shape), reader)
         self.voxel_size_um = voxel_size_um
         self.frame_interval_s = frame_interval_s
-        self._n = n_frames
-        self._reader = reader
 
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        if not -self._n <= index < self._n:
-            raise IndexError(f"time point {index} out of range for {self._n} stacks")
-        index %= self._n
-        try:
-            stack = np.asarray(self._reader(index))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise FileReadError(f"{self.source}: cannot read the stack of time point {index}: {exc}") from None
-        if stack.shape != self.stack_shape:
-            raise InputError(f"{self.source}: time point {index} has shape {stack.shape}, expected {self.stack_shape}")
-        return stack
-
-    def __iter__(self):
-        for t in range(self._n):
-            yield self[t]
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        """(Z, Y, X) of every stack (the movie's ``frame_shape``)."""
+        return self.frame_shape
 
 
 def _from_array(source: str, arr: np.ndarray) -> Stacks:
@@ -176,6 +162,4 @@ def open_stacks(source: str | os.PathLike[str] | np.ndarray, *, channel: int | N
 def max_projection(stacks: Stacks):
     """The maximum projection along z of every stack, as a 2-D :class:`~edgetrack.runtime.io.movie.Movie`
     (read lazily; ``source`` is the stacks' own, so a TIFF's pixel size is still found)."""
-    from edgetrack.runtime.io.movie import Movie
-
     return Movie(stacks.source, len(stacks), tuple(stacks.stack_shape[1:]), lambda t: stacks[t].max(axis=0))

@@ -505,8 +505,6 @@ def write_analysis(result: AnalyzeResult, out: Path | str, *, andi: bool = False
     """Write ``frames.csv``, ``segments.csv``, ``ensemble.csv`` and ``units.txt`` into ``out``
     (created if needed), and with ``andi`` the challenge files into ``out/andi`` (the trajectory lines
     ``andi_lines`` when given, else one per track); atomically."""
-    from edgetrack.runtime.io.tables import write_table
-
     out = Path(out)
     created = [p for p in (out, *out.parents) if not p.exists()][::-1]  # folders this call makes, outermost first
     try:
