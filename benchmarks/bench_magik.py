@@ -16,6 +16,7 @@ one value from ``--min-scores`` that is best for it over all crowding levels. Sc
     python benchmarks/bench_magik.py latency
     python benchmarks/bench_magik.py nodes
     python benchmarks/bench_magik.py motion
+    python benchmarks/bench_magik.py diffusion-map
 """
 
 from __future__ import annotations
@@ -219,6 +220,52 @@ def nodes(args) -> dict:
     return result
 
 
+def diffusion_map(args) -> dict:
+    """``magik-predict --task diffusion`` on edgetrack's own simulated movies: detections from
+    ``edgetrack.locate``, each matched to the nearest true particle of its frame (within 1.5 px) for its
+    true D; median ratio predicted / true D and correlations (of D, of log D, and of the per-particle mean),
+    with the coordinates as they are (scale 1) and scaled from the movie's steps (scale auto)."""
+    import edgetrack
+    from scipy.spatial import cKDTree
+
+    from edgetrack.runtime.associate.magik import predict_nodes
+    from edgetrack.runtime.simulate.spots import simulate_movie
+
+    result = {}
+    for d_lo, d_hi in args.d_ranges:
+        for seed in args.seeds:
+            movie, truth = simulate_movie(n_frames=50, shape=(256, 256), n_spots=120, snr=10.0, seed=seed,
+                                          D_range=(d_lo, d_hi))
+            det = edgetrack.locate(movie)[["frame", "y", "x"]]
+            true_d = np.full(len(det), np.nan)
+            particle = np.full(len(det), -1)
+            for f, rows in det.groupby("frame").indices.items():
+                t = truth[truth["frame"] == f]
+                dist, j = cKDTree(t[["y", "x"]].to_numpy()).query(det.iloc[rows][["y", "x"]].to_numpy())
+                ok = dist < 1.5
+                true_d[rows[ok]] = t["D"].to_numpy()[j[ok]]
+                particle[rows[ok]] = t["track_id"].to_numpy()[j[ok]]
+            ok = np.isfinite(true_d)
+            for scale in ("1", "auto"):
+                out = predict_nodes(det, scale=1.0 if scale == "1" else "auto")
+                pred = out["D"].to_numpy()[ok]
+                truth_d = true_d[ok]
+                per = pd.DataFrame({"p": particle[ok], "pred": pred, "true": truth_d}).groupby("p").mean()
+                key = f"D {d_lo:g}-{d_hi:g}, seed {seed}, scale {scale}"
+                result[key] = {
+                    "scale": float(out.attrs["magik_scale"]), "matched_detections": int(ok.sum()),
+                    "median_ratio": float(np.median(pred / truth_d)),
+                    "corr_D": float(np.corrcoef(pred, truth_d)[0, 1]),
+                    "corr_log_D": float(np.corrcoef(np.log(np.maximum(pred, 1e-9)), np.log(truth_d))[0, 1]),
+                    "corr_particle_mean_D": float(np.corrcoef(per["pred"], per["true"])[0, 1]),
+                    "pred_D_5_95": [float(np.percentile(pred, 5)), float(np.percentile(pred, 95))],
+                }
+                r = result[key]
+                print(f"| {key} | {r['scale']:.3f} | {r['median_ratio']:.3f} | {r['corr_D']:.3f} | {r['corr_log_D']:.3f} | "
+                      f"{r['corr_particle_mean_D']:.3f} | {r['pred_D_5_95'][0]:.2f}-{r['pred_D_5_95'][1]:.2f} |", flush=True)
+    return result
+
+
 def motion(args) -> dict:
     """Global motion model: accuracy on single-model videos, fraction MAE on mixed videos next to the
     constant 1/3 guess, and (where the model gives them) per-detection class accuracy."""
@@ -274,9 +321,16 @@ def main(argv=None) -> int:
     p.add_argument("--videos", type=int, default=20)
     p = sub.add_parser("motion")
     p.add_argument("--videos", type=int, default=60)
+    p = sub.add_parser("diffusion-map")
+    p.add_argument("--seeds", type=int, nargs="+", default=[21, 22])
+    p.add_argument("--d-ranges", type=float, nargs=2, action="append", default=None,
+                   help="D_LO D_HI px^2/frame (repeatable; default 0.5 2, 0.05 0.5, 0.02 2)")
     parser.add_argument("--json", default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
-    result = {"crowding": crowding, "latency": latency, "nodes": nodes, "motion": motion}[args.what](args)
+    if args.what == "diffusion-map" and args.d_ranges is None:
+        args.d_ranges = [(0.5, 2.0), (0.05, 0.5), (0.02, 2.0)]
+    result = {"crowding": crowding, "latency": latency, "nodes": nodes, "motion": motion,
+              "diffusion-map": diffusion_map}[args.what](args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2, default=float)

@@ -231,6 +231,42 @@ def test_predict_nodes_tells_slow_from_fast_particles():
     assert means[0] < 0.5 * means[1], means  # sqrt(2D) = 0.2 vs 1.0 px
 
 
+def test_step_scale_follows_the_movies_steps():
+    from edgetrack.runtime.associate.scale import REFERENCE_STEP, median_next_step, step_scale
+
+    rng = np.random.default_rng(0)
+    frame = np.repeat(np.arange(30), 20)
+    start = rng.uniform(0, 500, (20, 2))
+    for step, expected in ((0.1, 1.0), (3.0, None)):
+        pos = start + np.cumsum(rng.normal(0, step, (30, 20, 2)), axis=0)
+        y, x = pos[..., 0].ravel(), pos[..., 1].ravel()
+        m = median_next_step(frame, y, x)
+        assert 0.5 * step < m < 2.5 * step  # sparse particles: the nearest next detection is the particle itself
+        s = step_scale(frame, y, x)
+        assert s == (expected if expected is not None else pytest.approx(REFERENCE_STEP / m))
+    assert np.isnan(median_next_step(np.array([0, 2]), np.zeros(2), np.zeros(2)))  # no consecutive frames
+    assert step_scale(np.array([0, 2]), np.zeros(2), np.zeros(2)) == 1.0
+
+
+@needs_diffusion_model
+def test_predict_nodes_scales_fast_movies_back_to_their_own_units():
+    from edgetrack.runtime.associate.magik import predict_nodes
+    from edgetrack.runtime.simulate.spots import simulate_detections
+
+    det, _ = simulate_detections(shape=(128, 128), n_spots=40, D_range=(1.5, 1.5), n_frames=50, seed=3)
+    auto, plain = predict_nodes(det), predict_nodes(det, scale=1.0)
+    assert auto.attrs["magik_scale"] < 0.7 and plain.attrs["magik_scale"] == 1.0
+    # the training videos stop at D = 0.7: unscaled, the model saturates below the true 1.5 px^2/frame
+    assert plain["D"].median() < 0.9 < auto["D"].median() < 2.2
+    half = det.assign(y=det["y"] * 0.5, x=det["x"] * 0.5)  # the same movie, scaled by hand
+    np.testing.assert_allclose(predict_nodes(half, scale=auto.attrs["magik_scale"] / 0.5)["D"] * 4.0, auto["D"],
+                               rtol=1e-3, atol=1e-6)
+    with pytest.raises(InputError, match="scale"):
+        predict_nodes(det, scale="big")
+    with pytest.raises(InputError, match="scale"):
+        predict_nodes(det, scale=0.0)
+
+
 @needs_diffusion_model
 def test_magik_predict_command(tmp_path):
     from edgetrack.runtime.cli.app import main
@@ -243,6 +279,11 @@ def test_magik_predict_command(tmp_path):
     assert code == 0
     out = pd.read_csv(tmp_path / "map.csv")
     assert {"frame", "y", "x", "sqrt_2D", "D"} <= set(out.columns) and len(out) == len(det)
+    assert main(["magik-predict", str(tmp_path / "det.csv"), "--scale", "0.5", "--out", str(tmp_path / "m2.csv"),
+                 "--quiet"]) == 0
+    assert not np.allclose(pd.read_csv(tmp_path / "m2.csv")["D"], out["D"])
+    assert main(["magik-predict", str(tmp_path / "det.csv"), "--scale", "x", "--out", str(tmp_path / "m3.csv"),
+                 "--quiet"]) == 2
     pd.DataFrame({"frame": [0], "y": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["magik-predict", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o.csv"), "--quiet"]) == 2
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from edgetrack.runtime.errors import ConfigError, InputError, ModelError
+from edgetrack.runtime.associate.scale import step_scale
 from edgetrack.runtime.graph.candidates import CandidateEdges, build_graph
 
 __all__ = [
@@ -331,7 +332,8 @@ def _run_graph(model, frame, y, x, chunk: int | None, outputs: Sequence[str] | N
 
 def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusion"], *,
                   provider: str | Sequence[str] | None = None, chunk: int | None = None,
-                  folder: str | None = None, progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                  folder: str | None = None, progress: Callable[[int, int], None] | None = None,
+                  scale: float | str = "auto") -> pd.DataFrame:
     """Per-detection predictions of a node model, without linking.
 
     detections: table with ``frame, y, x`` (px). The detections are cut into blocks of the
@@ -342,6 +344,10 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     model with per-node outputs (``magik_motion``): ``p_<class>`` per class (``p_fbm, p_ctrw,
     p_attm``; they sum to 1) and ``label``, the most probable class of the detection's motion.
     progress: called as ``progress(blocks_done, n_blocks)`` after each block.
+    scale: for the diffusion model, the coordinates are multiplied by this factor before the model sees
+    them and ``sqrt_2D`` divided by it; ``"auto"`` (the default) takes it from the movie's own steps
+    (:func:`~edgetrack.runtime.associate.scale.step_scale`: 1 unless the particles move faster than the
+    training videos'). Stored in the table's ``attrs["magik_scale"]``. Class models always use 1.
     """
     loaded = _load(model, provider, None, folder)
     outputs = [o.get("name") for o in loaded.entry.get("outputs", [])]
@@ -353,6 +359,14 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     else:
         raise ModelError(f"model {model!r} is a {loaded.entry.get('task')!r} model without per-node outputs")
     frame, y, x = _detections(detections)
+    factor = 1.0
+    if "sqrt_2D" in targets:
+        if isinstance(scale, str) and scale != "auto":
+            raise InputError(f"scale must be 'auto' or a number > 0, got {scale!r}")
+        factor = step_scale(frame, y, x) if isinstance(scale, str) else float(scale)
+        if isinstance(scale, bool) or not (math.isfinite(factor) and factor > 0):
+            raise InputError(f"scale must be 'auto' or a number > 0, got {scale!r}")
+        y, x = y * factor, x * factor
     out = np.full((len(frame), len(targets)), np.nan)
     length = int(loaded.entry.get("graph", {}).get("frames", 50) or 50)
     blocks = _blocks(frame, length)
@@ -368,8 +382,10 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     if key == "node_prob":
         table["label"] = np.asarray(classes, dtype=object)[np.argmax(out, axis=1)]
     if "sqrt_2D" in targets:
-        s = np.maximum(table["sqrt_2D"].to_numpy(dtype=np.float64), 0.0)
+        s = np.maximum(table["sqrt_2D"].to_numpy(dtype=np.float64), 0.0) / factor
+        table["sqrt_2D"] = s
         table["D"] = s * s / 2.0
+    table.attrs["magik_scale"] = factor
     return table
 
 

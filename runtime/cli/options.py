@@ -33,6 +33,10 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"edge scorer (default {SPOTS['scorer']}; transformer is for cells)")
     g.add_argument("--step-sigma", type=float, default=None, metavar="PX",
                    help="expected rms step per axis per frame, px (default max-distance/3)")
+    g.add_argument("--motion", default=SPOTS["motion"], choices=("none", "adaptive"),
+                   help="adaptive: score each link with its track's own step size and drift, learnt as it is "
+                        "tracked (distance scorer; pair it with a larger --max-distance for fast particles; "
+                        f"default {SPOTS['motion']})")
 
 
 def tracker_options(args: argparse.Namespace) -> dict:
@@ -45,6 +49,7 @@ def tracker_options(args: argparse.Namespace) -> dict:
         "max_children": args.max_children,
         "gap_penalty": args.gap_penalty,
         "scorer": args.scorer,
+        "motion": args.motion,
     }
 
 

@@ -59,7 +59,7 @@ def status_line() -> Label:
 
 class SpotParameters(Container):
     """Detection (spot sigma px, SNR threshold, dark spots) and linking (max distance px, max gap frames,
-    linker, divisions) parameters, with the runtime's defaults."""
+    linker, divisions, each track's own motion) parameters, with the runtime's defaults."""
 
     def __init__(self) -> None:
         det, trk = DetectConfig(), TrackerConfig()
@@ -70,8 +70,10 @@ class SpotParameters(Container):
         self.max_gap = SpinBox(label="max gap (frames)", value=trk.max_gap, min=1, max=20)
         self.linker = ComboBox(label="linker", choices=list(LINKERS), value=trk.linker)
         self.divisions = CheckBox(text="divisions (greedy, flow, ilp)", value=trk.max_children > 1)
+        self.adaptive = CheckBox(text="each track's own motion (fast or drifting particles)",
+                                 value=trk.motion == "adaptive")
         super().__init__(widgets=[self.psf_sigma, self.snr_threshold, self.invert, self.max_distance, self.max_gap,
-                                  self.linker, self.divisions], labels=True)
+                                  self.linker, self.divisions, self.adaptive], labels=True)
 
     @property
     def detection_widgets(self) -> tuple[Any, ...]:
@@ -87,7 +89,8 @@ class SpotParameters(Container):
         divisions = bool(self.divisions.value) and LINKERS[self.linker.value].divisions
         return {"max_distance": float(self.max_distance.value), "max_gap": int(self.max_gap.value),
                 "linker": str(self.linker.value), "max_children": 2 if divisions else 1,
-                "invert": bool(self.invert.value), "detect": self.detect_options()}
+                "invert": bool(self.invert.value), "motion": "adaptive" if self.adaptive.value else "none",
+                "detect": self.detect_options()}
 
 
 class TaskRunner(Container):

@@ -24,7 +24,7 @@ import numpy as np
 
 from edgetrack.runtime.errors import EdgetrackError, FileReadError, InputError
 from edgetrack.runtime.io.atomic import atomic_path
-from edgetrack.runtime.stream.state import BLOCK_ARRAYS, EDGE_FIELDS, RESULT_ARRAYS, check_state
+from edgetrack.runtime.stream.state import BLOCK_ARRAYS, EDGE_FIELDS, OPTIONAL_BLOCK_ARRAYS, RESULT_ARRAYS, check_state
 from edgetrack.runtime.stream.tracker import Tracker
 
 __all__ = ["MAX_CHECKPOINT_BYTES", "check_state", "load_checkpoint", "read_checkpoint_meta", "save_checkpoint"]
@@ -45,7 +45,8 @@ def _flatten(state: dict) -> tuple[dict, dict[str, np.ndarray]]:
     header["block_meta"] = [{"frame": b["frame"], "first_id": b["first_id"]} for b in state["blocks"]]
     for i, b in enumerate(state["blocks"]):
         for key in BLOCK_ARRAYS:
-            arrays[f"b{i}_{key}"] = b[key]
+            if key in b:
+                arrays[f"b{i}_{key}"] = b[key]
         for key, value in b["edges_in"].items():
             arrays[f"b{i}_e_{key}"] = value
     if state["results"] is not None:
@@ -181,7 +182,10 @@ def _unflatten(header: dict, arrays: dict[str, np.ndarray]) -> dict:
     has_results = header.get("has_results")
     if not isinstance(has_results, bool):
         raise InputError("corrupt checkpoint: 'has_results' must be true or false")
-    expected = {f"b{i}_{k}" for i in range(len(meta)) for k in BLOCK_ARRAYS}
+    # a file written before an optional array existed has none of it (the tracker then takes zeros)
+    present = [k for k in BLOCK_ARRAYS if k not in OPTIONAL_BLOCK_ARRAYS or not meta
+               or any(f"b{i}_{k}" in arrays for i in range(len(meta)))]
+    expected = {f"b{i}_{k}" for i in range(len(meta)) for k in present}
     expected |= {f"b{i}_e_{k}" for i in range(len(meta)) for k in EDGE_FIELDS}
     if has_results:
         expected |= {f"r_{k}" for k in RESULT_ARRAYS}
@@ -190,7 +194,7 @@ def _unflatten(header: dict, arrays: dict[str, np.ndarray]) -> dict:
         raise InputError(f"corrupt checkpoint: missing array(s) {', '.join(missing[:5])}")
     if extra:
         raise InputError(f"corrupt checkpoint: unexpected array(s) {', '.join(extra[:5])}")
-    blocks = [{**m, **{k: arrays[f"b{i}_{k}"] for k in BLOCK_ARRAYS},
+    blocks = [{**m, **{k: arrays[f"b{i}_{k}"] for k in present},
                "edges_in": {k: arrays[f"b{i}_e_{k}"] for k in EDGE_FIELDS}} for i, m in enumerate(meta)]
     state = {k: v for k, v in header.items() if k not in ("n_blocks", "has_results", "block_meta", "meta")}
     state["blocks"] = blocks

@@ -34,6 +34,9 @@ class TrackerConfig(StageConfig):
     linker_options: options of the 'flow' and 'ilp' linkers (an
         :class:`~edgetrack.runtime.link.costs.IlpConfig` as a dict: costs, time_limit, ...).
     ndim: 2 (frames and detections in y, x) or 3 (z-stacks, detections with a ``z`` column in voxels).
+    motion: "adaptive" scores each link out of a tracked detection with that track's own step size and
+        drift, learnt from its committed steps (:mod:`edgetrack.runtime.stream.motion`); "none" gives every
+        link the same ``step_sigma``. Distance scorer only.
     z_scale: in 3-D, the z voxel size over the (y, x) pixel size (3 for 0.3 um steps with 0.1 um
         pixels): distances, ``max_distance`` and ``step_sigma`` are then in (y, x) px, a z step of one
         voxel counting ``z_scale`` px.
@@ -55,6 +58,7 @@ class TrackerConfig(StageConfig):
     linker_options: dict | None = None
     ndim: int = 2
     z_scale: float = 1.0
+    motion: str = "none"
 
     def validate(self) -> None:
         require(is_real(self.max_distance) and 0 < self.max_distance <= LARGEST_MAX_DISTANCE,
@@ -78,5 +82,9 @@ class TrackerConfig(StageConfig):
         require(self.ndim in (2, 3) and not isinstance(self.ndim, bool), f"ndim must be 2 or 3, got {self.ndim!r}")
         require(is_real(self.z_scale) and 0 < self.z_scale <= 1000,
                 f"z_scale must be a number in (0, 1000] (z voxel size / pixel size), got {self.z_scale!r}")
+        require(self.motion in ("none", "adaptive"), f"motion must be 'none' or 'adaptive', got {self.motion!r}")
+        require(self.motion == "none" or self.scorer == "distance",
+                f"motion='adaptive' refines the distance scorer; scorer {self.scorer!r} scores links itself "
+                "(use motion='none')")
         require(self.ndim == 2 or self.scorer == "distance",
                 f"3-D tracking scores links with the distance scorer; scorer {self.scorer!r} is 2-D only")

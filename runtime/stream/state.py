@@ -17,11 +17,13 @@ from edgetrack.runtime.detect.volume import Detect3DConfig
 from edgetrack.runtime.errors import EdgetrackError, InputError
 from edgetrack.runtime.stream.config import TrackerConfig
 
-__all__ = ["BLOCK_ARRAYS", "EDGE_FIELDS", "RESULT_ARRAYS", "check_state"]
+__all__ = ["BLOCK_ARRAYS", "EDGE_FIELDS", "OPTIONAL_BLOCK_ARRAYS", "RESULT_ARRAYS", "check_state"]
 
 _MAX_INT = 2**62  # ids, frames, counts
 _MAX_COLUMNS = 1000
-BLOCK_ARRAYS = ("values", "locked_parent", "child_count", "track_id", "score_in")
+BLOCK_ARRAYS = ("values", "locked_parent", "child_count", "track_id", "score_in", "motion")
+#: Block arrays a checkpoint written before they existed lacks (they are then taken as zeros).
+OPTIONAL_BLOCK_ARRAYS = ("motion",)
 EDGE_FIELDS = ("src", "dst", "dt", "dy", "dx", "dist")
 RESULT_ARRAYS = ("frame", "length", "values", "track_id", "parent_track_id", "det_id", "parent_det_id")
 _FLOAT = {"values", "score_in", "dy", "dx", "dist"}
@@ -118,7 +120,8 @@ def check_state(state: Any) -> None:
                          f"({next_frame - first_frame}) are held")
     starts, sizes = [], []
     for i, b in enumerate(blocks):
-        if not isinstance(b, dict) or set(b) != {"frame", "first_id", *BLOCK_ARRAYS, "edges_in"}:
+        full = {"frame", "first_id", *BLOCK_ARRAYS, "edges_in"}
+        if not isinstance(b, dict) or not full - set(OPTIONAL_BLOCK_ARRAYS) <= set(b) <= full:
             raise InputError(f"corrupt checkpoint: block {i} is not a block")
         frame = _int(b["frame"], f"block {i} frame")
         if frame != first_frame + i:
@@ -135,6 +138,10 @@ def check_state(state: Any) -> None:
             raise InputError(f"corrupt checkpoint: block {i} (frame {frame}) has NaN or inf in y/x")
         for key in ("locked_parent", "child_count", "track_id"):
             _array(b[key], f"block {i} {key}", np.int64, (n,))
+        if "motion" in b:
+            motion = _array(b["motion"], f"block {i} motion", np.float64, (n, 2 + cfg.ndim))
+            if n and (not np.isfinite(motion).all() or (motion[:, :2] < 0).any()):
+                raise InputError(f"corrupt checkpoint: block {i} motion holds NaN, inf or a negative weight/variance")
         starts.append(first)
         sizes.append(n)
     if blocks and starts[-1] + sizes[-1] != next_id:

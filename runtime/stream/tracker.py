@@ -33,6 +33,7 @@ from edgetrack.runtime.link.components import largest_component
 from edgetrack.runtime.link.lineage import tracks_from_links
 from edgetrack.runtime.link.problem import UNDECIDED, LinkProblem
 from edgetrack.runtime.link.registry import get_linker
+from edgetrack.runtime.stream import motion as motion_model
 from edgetrack.runtime.stream.config import TrackerConfig
 from edgetrack.runtime.stream.state import check_state
 from edgetrack.runtime.stream.updates import TrackUpdate, points_frame
@@ -83,8 +84,9 @@ class Tracker:
         self._linker_options = self._linker.parse_options(cfg.linker_options)
         self.timed_out_windows = 0  # 'ilp' solves cut by their time limit (best solution found was used)
         self.conflicts = 0  # detections that several parents competed for (merges are never created)
+        self._sigma0 = cfg.step_sigma if cfg.step_sigma is not None else cfg.max_distance / 3.0
         if cfg.scorer == "distance":
-            sigma = cfg.step_sigma if cfg.step_sigma is not None else cfg.max_distance / 3.0
+            sigma = self._sigma0
             self._scorer = make_scorer("distance", step_sigma=sigma, gap_penalty=cfg.gap_penalty)
         else:
             self._scorer = make_scorer(cfg.scorer)
@@ -253,7 +255,8 @@ class Tracker:
     def _empty_block(self, frame: int) -> Block:
         return Block(frame=frame, first_id=self._next_id, values=self._empty_values(),
                      locked_parent=np.zeros(0, np.int64), child_count=np.zeros(0, np.int64),
-                     track_id=np.zeros(0, np.int64), edges_in=concat_edges([]), score_in=np.zeros(0, np.float64))
+                     track_id=np.zeros(0, np.int64), edges_in=concat_edges([]), score_in=np.zeros(0, np.float64),
+                     motion=motion_model.empty_state(0, self.config.ndim))
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         if self._frame_shape is None:
@@ -337,7 +340,7 @@ class Tracker:
             blocks.append({
                 "frame": b.frame, "first_id": b.first_id, "values": b.values.copy(),
                 "locked_parent": b.locked_parent.copy(), "child_count": b.child_count.copy(),
-                "track_id": b.track_id.copy(), "score_in": b.score_in.copy(),
+                "track_id": b.track_id.copy(), "score_in": b.score_in.copy(), "motion": b.motion.copy(),
                 "edges_in": {k: v.copy() for k, v in b.edges_in._asdict().items()},
             })
         results = None
@@ -390,7 +393,9 @@ class Tracker:
                     locked_parent=np.asarray(b["locked_parent"], np.int64),
                     child_count=np.asarray(b["child_count"], np.int64).copy(),
                     track_id=np.asarray(b["track_id"], np.int64).copy(), edges_in=edges,
-                    score_in=np.asarray(b["score_in"], np.float64)))
+                    score_in=np.asarray(b["score_in"], np.float64),
+                    motion=(np.asarray(b["motion"], np.float64).copy() if "motion" in b
+                            else motion_model.empty_state(len(b["track_id"]), config.ndim))))
             r = state["results"]
             if r is not None:
                 bounds = np.concatenate([[0], np.cumsum(r["length"])])
@@ -494,6 +499,7 @@ class Tracker:
             frame=t, first_id=self._next_id, values=values,
             locked_parent=np.full(n, UNDECIDED, np.int64), child_count=np.zeros(n, np.int64),
             track_id=np.full(n, -1, np.int64), edges_in=edges, score_in=score,
+            motion=motion_model.empty_state(n, cfg.ndim),
         )
         self._blocks.append(block)
         self._next_id += n
@@ -547,6 +553,8 @@ class Tracker:
             lo = commit.first_id - first_id
             into = (dst >= lo) & (dst < lo + commit.n)
             src, dst, dt, score, dist = src[into], dst[into], dt[into], score[into], dist[into]
+        if cfg.motion == "adaptive" and len(src):
+            score = self._motion_scores(blocks, commit.first_id - first_id, commit.n, src, dst, dt, score)
         if len(node_frame):
             problem = LinkProblem.from_arrays(node_frame, src, dst, dt, score, locked_local, child_count,
                                               max_children=cfg.max_children, min_score=cfg.min_score, dist=dist)
@@ -572,6 +580,25 @@ class Tracker:
             self._results.append(update)
         self._tick("commit", start)
         return update
+
+    def _positions(self, values: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        zc = self._columns.index("z") if cfg.ndim == 3 and self._columns else None
+        return motion_model.positions(values, cfg.ndim, zc, cfg.z_scale)
+
+    def _motion_scores(self, blocks: list[Block], lo: int, n: int, src: np.ndarray, dst: np.ndarray,
+                       dt: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """``score`` with the links into the frame being committed (window-local detections ``lo .. lo + n``)
+        rescored by their sources' track motion; their sources are all committed, so their states are known."""
+        into = (dst >= lo) & (dst < lo + n)
+        if not into.any():
+            return score
+        pos = self._positions(np.concatenate([b.values for b in blocks]))
+        state = np.concatenate([b.motion for b in blocks])
+        s, d = src[into], dst[into]
+        out = score.copy()
+        out[into] = motion_model.link_scores(state[s], pos[d] - pos[s], dt[into], self._sigma0, self.config.gap_penalty)
+        return out
 
     def _largest_component(self, blocks: list[Block], first_id: int, n: int) -> int:
         """The largest connected component over the undecided frames' assignment problems (a source counts
@@ -601,6 +628,8 @@ class Tracker:
         inherited = np.full(n, -1, np.int64)  # track id of the parent, where linked
         prior_children = np.zeros(n, np.int64)
         linked = parent_global >= 0
+        adaptive = self.config.motion == "adaptive"
+        motion = motion_model.empty_state(n, self.config.ndim)
         for pb in self._blocks:
             if pb is block or pb.n == 0:
                 continue
@@ -611,6 +640,10 @@ class Tracker:
             inherited[sel] = pb.track_id[j]
             prior_children[sel] = pb.child_count[j]
             np.add.at(pb.child_count, j, 1)
+            if adaptive:
+                step = self._positions(block.values[sel]) - self._positions(pb.values[j])
+                motion[sel] = motion_model.propagate(pb.motion[j], step, np.full(len(j), block.frame - pb.frame),
+                                                     self._sigma0)
         # a parent with two children (now, or one earlier and one now) is a division: children start new tracks
         siblings = np.zeros(n, np.int64)
         if linked.any():
@@ -623,6 +656,8 @@ class Tracker:
         track_id[new] = self._next_track + np.arange(n_new, dtype=np.int64)
         self._next_track += n_new
         parent_track[dividing] = inherited[dividing]
+        motion[dividing] = 0.0  # a daughter starts a track of its own
+        block.motion = motion
         block.locked_parent[:] = parent_global
         block.track_id[:] = track_id
         # edges into a committed block are no longer needed

@@ -27,6 +27,7 @@ class Block:
     track_id: np.ndarray  # int64 (n,), -1 until committed
     edges_in: CandidateEdges  # edges whose dst is in this block; src/dst global ids
     score_in: np.ndarray  # float64 (m,)
+    motion: np.ndarray  # float64 (n, 2 + d): each detection's track motion (stream/motion.py), zeros until committed
 
     @property
     def n(self) -> int:

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime execution provider (default: the first that works of tensorrt, cuda, cpu)")
     parser.add_argument("--per-detection", action="store_true",
                         help="motion: one row per detection with its motion-model probabilities")
+    parser.add_argument("--scale", default="auto", metavar="auto|FACTOR",
+                        help="diffusion: coordinates are multiplied by FACTOR before the model sees them (auto: "
+                             "from the movie's steps, 1 unless its particles move faster than the training videos')")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
@@ -45,11 +48,25 @@ def run(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update()
 
-        table = predict(detections, name, provider=args.provider, progress=advance)
+        if predict is predict_nodes:
+            scale = args.scale if args.scale == "auto" else _factor(args.scale)
+            table = predict(detections, name, provider=args.provider, progress=advance, scale=scale)
+        else:
+            table = predict(detections, name, provider=args.provider, progress=advance)
     elapsed = time.perf_counter() - start
     write_table(table, args.out)
     if not args.quiet:
         provider = load_model(name, provider=args.provider).provider
-        print(f"{args.task}: {len(detections)} detections in {elapsed:.2f} s with {name} on {provider} -> {args.out}",
-              file=sys.stderr)
+        scaled = f" (coordinates x {table.attrs['magik_scale']:.3g})" if "magik_scale" in table.attrs else ""
+        print(f"{args.task}: {len(detections)} detections in {elapsed:.2f} s with {name} on {provider}{scaled} "
+              f"-> {args.out}", file=sys.stderr)
     return 0
+
+
+def _factor(text: str) -> float:
+    from edgetrack.runtime.errors import ConfigError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--scale must be 'auto' or a number > 0, got {text!r}") from None
