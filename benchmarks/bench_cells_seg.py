@@ -128,6 +128,22 @@ def segment_movie(name: str, images: np.ndarray, cache: Path | None) -> tuple[np
     return masks, seconds
 
 
+def choose_hypotheses(seg: np.ndarray, images: np.ndarray, sigma: float = 2.0) -> tuple[np.ndarray, float, dict]:
+    """The objects :class:`~edgetrack.runtime.cells.hypotheses.SegmentChooser` chooses among ``seg`` and the
+    components of the smoothed raw frames (the segmentation's own foreground map), seconds per frame, counts."""
+    from skimage.filters import gaussian
+
+    from edgetrack.runtime.cells.hypotheses import SegmentChooser
+
+    chooser = SegmentChooser()
+    t0 = time.perf_counter()
+    out = np.stack([chooser.push(s, gaussian(np.asarray(im, np.float64), sigma=sigma, preserve_range=True))
+                    for s, im in zip(seg, images)])
+    seconds = (time.perf_counter() - t0) / len(seg)
+    counts = pd.DataFrame(chooser.counts).sum().to_dict()
+    return out, seconds, {k: int(v) for k, v in counts.items()}
+
+
 def error_rates(gt: np.ndarray, seg: np.ndarray) -> dict:
     """:func:`segmentation_errors` summed over frames, with rates per marker (and per object for extras)."""
     total = pd.DataFrame([segmentation_errors(gt[t], seg[t]) for t in range(len(gt))]).sum().to_dict()
@@ -150,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="keep the segmented masks here as .npy (outside the repo)")
     parser.add_argument("--ablation", action="store_true", help="also run each segmentation-error handling alone")
     parser.add_argument("--json", help="also write the rows as JSON here")
+    parser.add_argument("--hypotheses", action="store_true",
+                        help="also choose among the labels and coarser objects of the smoothed raw frames "
+                             "(cells/hypotheses.py, what edgetrack track --foreground does) before tracking")
     parser.add_argument("--fill-gaps", action="store_true",
                         help="also score the defaults with gap filling (what edgetrack track --format ctc does)")
     args = parser.parse_args(argv)
@@ -196,6 +215,25 @@ def main(argv: list[str] | None = None) -> int:
             tracks, seconds = run_nn_lap(tables, max_distance)
             return tracks, seg, seconds
         methods.append(("nn-lap", nearest))
+        if args.hypotheses:
+            chosen, choose_s, counts = choose_hypotheses(seg, images)
+            err_h = error_rates(gt, chosen)
+            rows.append({"sequence": name, "section": "hypotheses", "seconds_per_frame": choose_s, **err_h, **counts})
+            print(f"  hypotheses ({choose_s * 1e3:.0f} ms/frame; kept {counts['kept']}, coarser {counts['coarser']}, "
+                  f"added {counts['added']}): missed {100 * err_h['missed_per_marker']:.1f}%, splits "
+                  f"{100 * err_h['splits_per_marker']:.1f}%, merges {100 * err_h['merges_per_marker']:.1f}%, "
+                  f"extra {100 * err_h['extra_per_object']:.1f}% of {err_h['objects']} objects", flush=True)
+            tables_h, _ = features_of(chosen, images)
+            for linker in args.linkers:
+                def chosen_method(linker=linker, tables=tables_h, masks=chosen):
+                    tracker = run_cell_tracker(tables, "distance", linker, max_distance)
+                    return tracker.finish(), relabel_masks(masks, tracker.merged_labels), tracker.seconds["tracking"]
+                methods.append((f"edgetrack distance/{linker} hypotheses", chosen_method))
+
+            def nearest_h(tables=tables_h, masks=chosen, max_distance=max_distance):
+                tracks, seconds = run_nn_lap(tables, max_distance)
+                return tracks, masks, seconds
+            methods.append(("nn-lap on the hypotheses", nearest_h))
         for label, method in methods:
             tracks, result_masks, seconds = method()
             res, res_lineage = ctc_result(tracks, result_masks)

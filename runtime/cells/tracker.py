@@ -124,7 +124,8 @@ class CellTracker:
                  max_distance: float | None = None, window: int = defaults.WINDOW,
                  min_track_length: int = defaults.MIN_TRACK_LENGTH, check_divisions: bool | None = None,
                  merge_fragments: bool | None = None, ndim: int = 2,
-                 voxel_size: Sequence[float] | None = None, **tracker_options) -> None:
+                 voxel_size: Sequence[float] | None = None, hypotheses: dict | None = None,
+                 **tracker_options) -> None:
         for reserved in ("max_children", "keep_results"):
             if reserved in tracker_options:
                 raise ConfigError(f"{reserved!r} is set by the cell tracker (use divisions=True/False)")
@@ -135,6 +136,19 @@ class CellTracker:
         if ndim == 2 and voxel_size is not None:
             raise ConfigError("voxel_size goes with ndim=3 (3-D label stacks)")
         self.ndim = int(ndim)
+        if hypotheses is not None and (ndim != 2 or not isinstance(hypotheses, dict)):
+            raise ConfigError("hypotheses (options of cells.hypotheses.SegmentChooser, a dict) are for 2-D label images")
+        self._hypotheses = dict(hypotheses or {})
+        self._chooser = None
+        if hypotheses is not None:
+            from edgetrack.runtime.cells.hypotheses import SegmentChooser
+
+            try:
+                self._chooser = SegmentChooser(**self._hypotheses)
+            except TypeError as exc:
+                raise ConfigError(f"hypotheses: {exc}") from None
+        #: the label image the last ``push`` tracked: the one given, or the objects chosen with ``foreground``
+        self.chosen_labels: np.ndarray | None = None
         self.voxel_size = tuple(_voxel_size((1.0, 1.0, 1.0) if voxel_size is None else voxel_size)) \
             if ndim == 3 else None
         check_divisions = _segmentation_handling(ndim, "check_divisions", check_divisions, defaults.CHECK_DIVISIONS)
@@ -176,11 +190,25 @@ class CellTracker:
     def frames_pushed(self) -> int:
         return self._next_frame
 
-    def push(self, labels: np.ndarray, image: np.ndarray | None = None) -> list[pd.DataFrame]:
+    def push(self, labels: np.ndarray, image: np.ndarray | None = None,
+             foreground: np.ndarray | None = None) -> list[pd.DataFrame]:
         """Add the next frame's label image (H, W) integer, in 3-D its label stack (Z, Y, X) (and intensity
-        image or stack of the same shape); returns committed frames."""
+        image or stack of the same shape); returns committed frames.
+
+        ``foreground`` (2-D, (H, W), a probability or intensity map): the objects tracked are chosen among the
+        labels and the map's coarser components (:class:`~edgetrack.runtime.cells.hypotheses.SegmentChooser`
+        with the ``hypotheses`` options); :attr:`chosen_labels` is then the label image the rows refer to."""
         t0 = time.perf_counter()
         labels = np.asarray(labels)
+        if foreground is not None:
+            if self.ndim != 2:
+                raise ConfigError("foreground maps are for 2-D label images")
+            if self._chooser is None:
+                from edgetrack.runtime.cells.hypotheses import SegmentChooser
+
+                self._chooser = SegmentChooser(**self._hypotheses)
+            labels = self._chooser.push(labels, foreground)
+        self.chosen_labels = labels
         if self._shape is None:
             self._shape = labels.shape
         elif labels.shape != self._shape:

@@ -10,6 +10,8 @@ from edgetrack.runtime.detect.fitting import (
     fit_pair,
     fit_scratch,
     fit_spot,
+    move_rendering,
+    pair_scratch,
     render,
     spot_features,
 )
@@ -39,11 +41,11 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _near(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, radius: float, h: int,
-          w: int) -> np.ndarray:
+def crowded_flags(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, radius: float, h: int,
+                  w: int) -> np.ndarray:
     """True for each live spot within ``radius`` px of another spot where one of the two is a
     seed (a seed that is no longer alive still flags its live neighbours); (h, w): the frame shape.
-    The spots that can take part are put in a bucket grid of cells of ``radius`` px, so each spot
+    The spots that can take part are put in a bucket grid of cells of ``radius`` px, so each seed
     looks at its 3 x 3 cells only."""
     n = ys.shape[0]
     flag = np.zeros(n, np.bool_)
@@ -55,19 +57,25 @@ def _near(ys: np.ndarray, xs: np.ndarray, alive: np.ndarray, seed: np.ndarray, r
         use[i] = alive[i] or seed[i]
     head, nxt = build_grid(ys, xs, use, n, cell, ncy, ncx)
     r2 = radius * radius
+    # Every flagged pair has a seed in it: visit the seeds' cells only (after the first sweep, the
+    # few spots that moved). A live seed is flagged by any neighbour in the grid, a live spot by a
+    # seed within radius (the grid holds every seed).
     for i in range(n):
-        if not alive[i]:
+        if not seed[i]:
             continue
         cy, cx = cell_of(ys[i], xs[i], cell, ncy, ncx)
         for gy in range(max(cy - 1, 0), min(cy + 2, ncy)):
             for gx in range(max(cx - 1, 0), min(cx + 2, ncx)):
                 j = head[gy * ncx + gx]
-                while j >= 0 and not flag[i]:
-                    if j != i and (seed[i] or seed[j]):
+                while j >= 0:
+                    if j != i and (alive[i] or alive[j]):
                         dy = ys[j] - ys[i]
                         dx = xs[j] - xs[i]
                         if dy * dy + dx * dx < r2:
-                            flag[i] = True
+                            if alive[i]:
+                                flag[i] = True
+                            if alive[j]:
+                                flag[j] = True
                     j = nxt[j]
     return flag
 
@@ -95,10 +103,12 @@ def deblend(
     ``max_sweeps`` sweeps."""
     n = st.shape[0]
     scratch = fit_scratch(sigma, fit_r, 0.0)
+    work = np.empty((2, 2 * render_r + 1), np.float64)
+    pair_work = pair_scratch(fit_r, render_r)
     tol2 = DEBLEND_TOL * DEBLEND_TOL
     done = np.zeros(n, np.bool_)
     for _ in range(max_sweeps):
-        todo = _near(st[:, ST_Y], st[:, ST_X], alive, seed, 5.0 * sigma, model.shape[0], model.shape[1])
+        todo = crowded_flags(st[:, ST_Y], st[:, ST_X], alive, seed, 5.0 * sigma, model.shape[0], model.shape[1])
         for i in range(n):
             seed[i] = False
             done[i] = False
@@ -111,10 +121,10 @@ def deblend(
             if j >= 0 and alive[j]:
                 ok, y1, x1, a1, y2, x2, a2, bg = fit_pair(img, model, st[i, ST_Y], st[i, ST_X], st[i, ST_AMP],
                                                            st[j, ST_Y], st[j, ST_X], st[j, ST_AMP],
-                                                           sigma, fit_r, max_iter, render_r)
+                                                           sigma, fit_r, max_iter, render_r, pair_work)
             if ok:
-                moved_i = _move(model, st, i, y1, x1, a1, bg, sigma, render_r) > tol2
-                moved_j = _move(model, st, j, y2, x2, a2, bg, sigma, render_r) > tol2
+                moved_i = _move(model, st, i, y1, x1, a1, bg, sigma, render_r, work) > tol2
+                moved_j = _move(model, st, j, y2, x2, a2, bg, sigma, render_r, work) > tol2
                 if moved_i or moved_j:
                     seed[i] = True
                     seed[j] = True
@@ -123,7 +133,7 @@ def deblend(
                 continue
             y, x, a, bg = fit_spot(img, model, st[i, ST_Y], st[i, ST_X], st[i, ST_AMP], sigma, fit_r, max_iter,
                                     render_r, scratch)
-            if _move(model, st, i, y, x, a, bg, sigma, render_r) > tol2:
+            if _move(model, st, i, y, x, a, bg, sigma, render_r, work) > tol2:
                 seed[i] = True
                 any_moved = True
         if not any_moved:
@@ -133,11 +143,11 @@ def deblend(
 @njit(cache=True, nogil=True)
 def _move(
     model: np.ndarray, st: np.ndarray, i: int, y: float, x: float, amp: float, bg: float, sigma: float,
-    render_r: int
+    render_r: int, work: np.ndarray
 ) -> float:
-    """Replace spot i's fit in ``st`` and in ``model``; returns the squared shift (px^2)."""
-    render(model, st[i, ST_Y], st[i, ST_X], -st[i, ST_AMP], sigma, render_r)
-    render(model, y, x, amp, sigma, render_r)
+    """Replace spot i's fit in ``st`` and in ``model``; returns the squared shift (px^2).
+    ``work``: float64 (2, 2 render_r + 1) scratch."""
+    move_rendering(model, st[i, ST_Y], st[i, ST_X], st[i, ST_AMP], y, x, amp, sigma, render_r, work)
     shift2 = (y - st[i, ST_Y]) ** 2 + (x - st[i, ST_X]) ** 2
     st[i, ST_Y] = y
     st[i, ST_X] = x
@@ -184,9 +194,11 @@ def _add_spot(
     max_iter: int,
     render_r: int,
     scratch: np.ndarray,
+    work: np.ndarray,
 ) -> None:
     """Fit a new spot from the maximum (i, j) of ``peak_img`` (a band-passed image) against
-    ``img - model``, store it in row ``k`` of ``st`` and draw it into ``model``."""
+    ``img - model``, store it in row ``k`` of ``st`` and draw it into ``model``. ``scratch``: that of
+    :func:`fit_spot`; ``work``: float64 (2, 2 render_r + 1)."""
     y0, x0 = _parabola_peak(peak_img, i, j)
     y, x, a, bg = fit_spot(img, model, y0, x0, 0.0, sigma, fit_r, max_iter, render_r, scratch)
     st[k, ST_Y] = y
@@ -194,7 +206,7 @@ def _add_spot(
     st[k, ST_AMP] = a
     st[k, ST_BG] = bg
     st[k, ST_SIG] = peak_img[i, j]
-    render(model, y, x, a, sigma, render_r)
+    move_rendering(model, y, x, 0.0, y, x, a, sigma, render_r, work)  # as render(model, y, x, a, ...)
 
 
 @njit(cache=True, nogil=True)
@@ -233,9 +245,10 @@ def seed_spots(
         for j in range(w):
             mrow[j] = 0.0
     scratch = fit_scratch(sigma, fit_r, 0.0)
+    work = np.empty((2, 2 * render_r + 1), np.float64)
     k = 0
     for s in _strongest_first(filt, ys, xs):
-        _add_spot(img, model, filt, ys[s], xs[s], st, k, sigma, fit_r, max_iter, render_r, scratch)
+        _add_spot(img, model, filt, ys[s], xs[s], st, k, sigma, fit_r, max_iter, render_r, scratch, work)
         k += 1
     return k
 
@@ -270,6 +283,7 @@ def add_residual_spots(
     """
     h, w = img.shape
     scratch = fit_scratch(sigma, fit_r, 0.0)
+    work = np.empty((2, 2 * render_r + 1), np.float64)
     n_old = n
     moved = np.zeros(n_old, np.bool_)
     split2 = (2.5 * sigma) ** 2
@@ -302,11 +316,11 @@ def add_residual_spots(
             grid_remove(head, nxt, best, st[best, ST_Y], st[best, ST_X], cell, ncx)
             _move(model, st, best, min(max(2.0 * st[best, ST_Y] - cy, -0.5), h - 0.5),
                   min(max(2.0 * st[best, ST_X] - cx, -0.5), w - 0.5), 0.5 * st[best, ST_AMP], st[best, ST_BG],
-                  sigma, render_r)
+                  sigma, render_r, work)
             grid_insert(head, nxt, best, st[best, ST_Y], st[best, ST_X], cell, ncx)
             partner[best] = n
             partner[n] = best
-        _add_spot(img, model, rfilt, ys[s], xs[s], st, n, sigma, fit_r, max_iter, render_r, scratch)
+        _add_spot(img, model, rfilt, ys[s], xs[s], st, n, sigma, fit_r, max_iter, render_r, scratch, work)
         seed[n] = True
         if alive[n]:
             grid_insert(head, nxt, n, st[n, ST_Y], st[n, ST_X], cell, ncx)
@@ -363,4 +377,31 @@ def spot_table(
             out[k, COL_SIGNAL] = st[i, ST_SIG]
             out[k, COL_ECC] = ecc
             k += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def select_spots(spots: np.ndarray, min_mass: float) -> np.ndarray:
+    """The rows of ``spots`` (float64 (m, 6), :func:`spot_table`) with mass >= ``min_mass`` (counts),
+    sorted by (y, x) (ties keep their order, as ``np.lexsort``): a new C-contiguous array."""
+    m = spots.shape[0]
+    keep = np.empty(m, np.int64)
+    n = 0
+    for i in range(m):
+        if spots[i, COL_MASS] >= min_mass:
+            keep[n] = i
+            n += 1
+    xs = np.empty(n, np.float64)
+    for k in range(n):
+        xs[k] = spots[keep[k], COL_X]
+    by_x = argsort(xs)  # stable, so sorting by y next keeps x order within equal y
+    ys = np.empty(n, np.float64)
+    for k in range(n):
+        ys[k] = spots[keep[by_x[k]], COL_Y]
+    by_y = argsort(ys)
+    out = np.empty((n, spots.shape[1]), np.float64)
+    for k in range(n):
+        src = keep[by_x[by_y[k]]]
+        for c in range(spots.shape[1]):
+            out[k, c] = spots[src, c]
     return out

@@ -283,11 +283,13 @@ def _scan_maxima(filt, base, excess, prof_y, prof_x, dy, dx, ys, xs):
     low = np.float32(base + excess)  # the lowest threshold anywhere (v >= 1)
     m = dy.shape[0]
     above = np.empty(w, np.int64)
-    mask = np.zeros(w, np.bool_)
+    # Row candidates as bytes, read 8 at a time (most words are 0); padded to whole words with False.
+    mask = np.zeros(8 * ((w + 7) // 8), np.bool_)
+    words = mask.view(np.uint64)
     for i in range(h):
         row = filt[i]
         # First the maxima along the row above the lowest threshold (left neighbour smaller,
-        # right one not larger: the tie rule), in a loop that vectorises.
+        # right one not larger: the tie rule), in loops that vectorise.
         mask[0] = (row[0] > low) and (w == 1 or row[0] >= row[1])
         mask[w - 1] = (row[w - 1] > low) and (w == 1 or row[w - 1] > row[w - 2])
         left = row[0:w - 2]
@@ -296,11 +298,23 @@ def _scan_maxima(filt, base, excess, prof_y, prof_x, dy, dx, ys, xs):
         inner = mask[1:w - 1]
         for j in range(w - 2):
             inner[j] = (mid[j] > low) & (mid[j] > left[j]) & (mid[j] >= right[j])
+        # And the column neighbours, by the same tie rule (the disc holds all four neighbours).
+        cand = mask[:w]
+        if i > 0:
+            up = filt[i - 1]
+            for j in range(w):
+                cand[j] = cand[j] & (row[j] > up[j])
+        if i < h - 1:
+            down = filt[i + 1]
+            for j in range(w):
+                cand[j] = cand[j] & (row[j] >= down[j])
         na = 0
-        for j in range(w):
-            if mask[j]:
-                above[na] = j
-                na += 1
+        for q in range(words.shape[0]):
+            if words[q] != 0:
+                for j in range(8 * q, 8 * q + 8):
+                    if mask[j]:
+                        above[na] = j
+                        na += 1
         for a in range(na):
             j = above[a]
             v = row[j]

@@ -57,6 +57,54 @@ def _own_axis(start: int, n: int, centre: float, inv2s2: float, q: float, lo: in
 
 
 @njit(cache=True, nogil=True)
+def _mask_axis(start: int, n: int, lo: int, hi: int, src: np.ndarray, out: np.ndarray) -> None:
+    """``out[k] = src[k]`` for the pixels start + k in [lo, hi), else 0: the :func:`_own_axis` profile of a
+    spot from the :func:`_gauss_axis` weights at the same centre (the same recurrence, so the same
+    values) without its exponentials."""
+    for k in range(n):
+        p = start + k
+        out[k] = src[k] if lo <= p < hi else 0.0
+
+
+@njit(cache=True, nogil=True)
+def render_window(h: int, w: int, y: float, x: float, radius: int) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the pixel rows y0..y1-1 and columns x0..x1-1 that :func:`render` draws in."""
+    cy = min(max(int(np.floor(y + 0.5)), 0), h - 1)
+    cx = min(max(int(np.floor(x + 0.5)), 0), w - 1)
+    return max(cy - radius, 0), min(cy + radius + 1, h), max(cx - radius, 0), min(cx + radius + 1, w)
+
+
+@njit(cache=True, nogil=True)
+def render_profile(start: int, n: int, centre: float, inv2s2: float, q: float, scale: float,
+                   out: np.ndarray) -> None:
+    """``scale`` times the 1-D unit-peak Gaussian that :func:`render` draws along one axis, over pixels
+    start..start+n-1 into ``out[:n]`` (``inv2s2`` = 1 / (2 sigma^2), ``q`` = exp(-2 inv2s2))."""
+    d = float(start) - centre
+    g = np.exp(-d * d * inv2s2)
+    r = np.exp(-(2.0 * d + 1.0) * inv2s2)
+    for k in range(n):
+        out[k] = scale * g
+        g *= r
+        r *= q
+
+
+@njit(cache=True, nogil=True)
+def _render_rows(model: np.ndarray, y0: int, y1: int, x0: int, x1: int, y: float, inv2s2: float, q: float,
+                 gx: np.ndarray) -> None:
+    """Add the rows y0..y1-1 of a spot at row ``y``: ``gy * gx`` (``gx``: its columns x0..x1-1)."""
+    d = float(y0) - y
+    gy = np.exp(-d * d * inv2s2)
+    r = np.exp(-(2.0 * d + 1.0) * inv2s2)
+    nx = x1 - x0
+    for yy in range(y0, y1):
+        row = model[yy, x0:x1]
+        for k in range(nx):
+            row[k] += np.float32(gy * gx[k])
+        gy *= r
+        r *= q
+
+
+@njit(cache=True, nogil=True)
 def render(model: np.ndarray, y: float, x: float, amp: float, sigma: float, radius: int) -> None:
     """Add ``amp`` times a unit-peak Gaussian at (y, x) to ``model`` within ``radius`` px of
     the nearest pixel (``amp`` < 0 removes a spot rendered with the same arguments).
@@ -68,28 +116,51 @@ def render(model: np.ndarray, y: float, x: float, amp: float, sigma: float, radi
     h, w = model.shape
     inv2s2 = 0.5 / (sigma * sigma)
     q = np.exp(-2.0 * inv2s2)
-    cy = min(max(int(np.floor(y + 0.5)), 0), h - 1)
-    cx = min(max(int(np.floor(x + 0.5)), 0), w - 1)
-    x0 = max(cx - radius, 0)
-    x1 = min(cx + radius + 1, w)
+    y0, y1, x0, x1 = render_window(h, w, y, x, radius)
     gx = np.empty(x1 - x0, np.float64)
-    d = float(x0) - x
-    g = np.exp(-d * d * inv2s2)
-    r = np.exp(-(2.0 * d + 1.0) * inv2s2)
-    for k in range(x1 - x0):
-        gx[k] = amp * g
-        g *= r
-        r *= q
-    y0 = max(cy - radius, 0)
+    render_profile(x0, x1 - x0, x, inv2s2, q, amp, gx)
+    _render_rows(model, y0, y1, x0, x1, y, inv2s2, q, gx)
+
+
+@njit(cache=True, nogil=True)
+def move_rendering(model: np.ndarray, y_old: float, x_old: float, amp_old: float, y: float, x: float,
+                   amp: float, sigma: float, radius: int, work: np.ndarray) -> None:
+    """``render(model, y_old, x_old, -amp_old, ...)`` then ``render(model, y, x, amp, ...)``, with the
+    same float32 results pixel by pixel, in one pass over the window when the two share it (a spot
+    that moved less than about half a pixel). ``work``: float64 (2, m), m >= 2 * radius + 1."""
+    h, w = model.shape
+    inv2s2 = 0.5 / (sigma * sigma)
+    q = np.exp(-2.0 * inv2s2)
+    wo = render_window(h, w, y_old, x_old, radius)
+    wn = render_window(h, w, y, x, radius)
+    if amp_old == 0.0 or amp == 0.0 or wo != wn:
+        if amp_old != 0.0:
+            render_profile(wo[2], wo[3] - wo[2], x_old, inv2s2, q, -amp_old, work[0])
+            _render_rows(model, wo[0], wo[1], wo[2], wo[3], y_old, inv2s2, q, work[0])
+        if amp != 0.0:
+            render_profile(wn[2], wn[3] - wn[2], x, inv2s2, q, amp, work[1])
+            _render_rows(model, wn[0], wn[1], wn[2], wn[3], y, inv2s2, q, work[1])
+        return
+    y0, y1, x0, x1 = wn
+    nx = x1 - x0
+    gxo = work[0, :nx]
+    gxn = work[1, :nx]
+    render_profile(x0, nx, x_old, inv2s2, q, -amp_old, gxo)
+    render_profile(x0, nx, x, inv2s2, q, amp, gxn)
+    d = float(y0) - y_old
+    go = np.exp(-d * d * inv2s2)
+    ro = np.exp(-(2.0 * d + 1.0) * inv2s2)
     d = float(y0) - y
-    gy = np.exp(-d * d * inv2s2)
-    r = np.exp(-(2.0 * d + 1.0) * inv2s2)
-    for yy in range(y0, min(cy + radius + 1, h)):
+    gn = np.exp(-d * d * inv2s2)
+    rn = np.exp(-(2.0 * d + 1.0) * inv2s2)
+    for yy in range(y0, y1):
         row = model[yy, x0:x1]
-        for k in range(x1 - x0):
-            row[k] += np.float32(gy * gx[k])
-        gy *= r
-        r *= q
+        for k in range(nx):
+            row[k] = (row[k] + np.float32(go * gxo[k])) + np.float32(gn * gxn[k])
+        go *= ro
+        ro *= q
+        gn *= rn
+        rn *= q
 
 
 @njit(cache=True, nogil=True)
@@ -155,12 +226,19 @@ def fit_spot(
         gx0, gx1, gx2, _, gx2d = _gauss_axis(x0, nx, xc, inv2s2, q, wx, dxv)
         if amp_old != 0.0:
             # The old rendering does not move: its profiles change only with the window.
+            # While the centre has not moved (the first pass), the weights are that profile.
             if y0 != own_y0 or ny != own_ny:
-                _own_axis(y0, ny, y_start, inv2s2, q, ry - render_r, ry + render_r + 1, oy)
+                if yc == y_start:
+                    _mask_axis(y0, ny, ry - render_r, ry + render_r + 1, wy, oy)
+                else:
+                    _own_axis(y0, ny, y_start, inv2s2, q, ry - render_r, ry + render_r + 1, oy)
                 own_y0 = y0
                 own_ny = ny
             if x0 != own_x0 or nx != own_nx:
-                _own_axis(x0, nx, x_start, inv2s2, q, rx - render_r, rx + render_r + 1, ox)
+                if xc == x_start:
+                    _mask_axis(x0, nx, rx - render_r, rx + render_r + 1, wx, ox)
+                else:
+                    _own_axis(x0, nx, x_start, inv2s2, q, rx - render_r, rx + render_r + 1, ox)
                 own_x0 = x0
                 own_nx = nx
         else:
@@ -281,6 +359,12 @@ def _pair_factors(
 
 
 @njit(cache=True, nogil=True)
+def pair_scratch(fit_r: int, render_r: int) -> np.ndarray:
+    """Work space of :func:`fit_pair`: float64 (42, 2 (fit_r + render_r) + 4)."""
+    return np.empty((42, 2 * (fit_r + render_r) + 4), np.float64)
+
+
+@njit(cache=True, nogil=True)
 def fit_pair(
     img: np.ndarray,
     model: np.ndarray,
@@ -294,6 +378,7 @@ def fit_pair(
     fit_r: int,
     max_iter: int,
     render_r: int,
+    work: np.ndarray,
 ) -> tuple[bool, float, float, float, float, float, float, float]:
     """Joint least-squares fit of two overlapping spots, drawn in ``model`` as ``a1`` at (y1, x1)
     and ``a2`` at (y2, x2), on ``img`` minus every other spot: ``A1 g1 + A2 g2 + b`` over the
@@ -304,7 +389,7 @@ def fit_pair(
     x, so a pass over the pixels only accumulates five data sums per row.
     Returns (ok, y1, x1, A1, y2, x2, A2, b) in px and counts; ok is False (and the rest is
     the input) when no step could be made: the two are too far apart for one window, or the
-    system is singular.
+    system is singular. ``work``: the scratch of :func:`pair_scratch` (overwritten).
     """
     h, w = img.shape
     inv_s2 = 1.0 / (sigma * sigma)
@@ -320,26 +405,26 @@ def fit_pair(
     # Every Jacobian column is a product of a y factor and an x factor. Columns: 0 y1, 1 x1,
     # 2 A1, 3 y2, 4 x2, 5 A2, 6 b. Distinct y factors: g1 dy1, g1, g2 dy2, g2, 1; distinct x
     # factors: g1, g1 dx1, g2, g2 dx2, 1 (unscaled; the scales A/sigma^2 come in later).
-    yi = np.array([0, 1, 1, 2, 3, 3, 4])
-    xi = np.array([0, 1, 0, 2, 3, 2, 4])
-    fy = np.empty((5, m), np.float64)
-    fx = np.empty((5, m), np.float64)
-    gy = np.empty((5, 5), np.float64)  # Gram matrices of the factors
-    gx = np.empty((5, 5), np.float64)
-    rows = np.empty((5, m), np.float64)  # per-row data sums against the x factors
+    yi = (0, 1, 1, 2, 3, 3, 4)
+    xi = (0, 1, 0, 2, 3, 2, 4)
+    fy = work[0:5]
+    fx = work[5:10]
+    gy = work[10:15, :5]  # Gram matrices of the factors
+    gx = work[15:20, :5]
+    rows = work[20:25]  # per-row data sums against the x factors
     # The old renderings along each axis, over their whole windows (computed once).
     nr = 2 * render_r + 1
-    own = np.empty((4, nr), np.float64)
+    own = work[25:29, :nr]
     q = np.exp(-2.0 * inv2s2)
     _own_axis(r1y - render_r, nr, oy1, inv2s2, q, r1y - render_r, r1y + render_r + 1, own[0])
     _own_axis(r1x - render_r, nr, ox1, inv2s2, q, r1x - render_r, r1x + render_r + 1, own[1])
     _own_axis(r2y - render_r, nr, oy2, inv2s2, q, r2y - render_r, r2y + render_r + 1, own[2])
     _own_axis(r2x - render_r, nr, ox2, inv2s2, q, r2x - render_r, r2x + render_r + 1, own[3])
-    wy = np.empty((2, m), np.float64)
-    wx = np.empty((2, m), np.float64)
-    jtj = np.empty((7, 7), np.float64)
-    rhs = np.empty(7, np.float64)
-    scale = np.empty(7, np.float64)
+    wy = work[29:31]
+    wx = work[31:33]
+    jtj = work[33:40, :7]
+    rhs = work[40, :7]
+    scale = work[41, :7]
     b = 0.0
     ok = False
     for it in range(max_iter + 1):
@@ -487,8 +572,8 @@ def spot_features(
     q = np.exp(-2.0 * inv2s2)
     _gauss_axis(y0, ny, yc, inv2s2, q, wy, dyv)
     _gauss_axis(x0, nx, xc, inv2s2, q, wx, dxv)
-    _own_axis(y0, ny, yc, inv2s2, q, cy - render_r, cy + render_r + 1, oy)
-    _own_axis(x0, nx, xc, inv2s2, q, cx - render_r, cx + render_r + 1, ox)
+    _mask_axis(y0, ny, cy - render_r, cy + render_r + 1, wy, oy)
+    _mask_axis(x0, nx, cx - render_r, cx + render_r + 1, wx, ox)
     mass = 0.0
     s0 = 0.0
     syy = 0.0
@@ -504,8 +589,9 @@ def spot_features(
         rwxx = 0.0
         for kx in range(nx):
             a = float(irow[kx]) - float(mrow[kx]) + own * ox[kx] - b
-            if d * d + dxv[kx] * dxv[kx] <= rm2:
-                mass += a
+            # A select, not a branch (it mispredicts at the disc's edge); mass starts at +0.0, so
+            # adding 0.0 outside the disc changes no bit.
+            mass += a if d * d + dxv[kx] * dxv[kx] <= rm2 else 0.0
             t = a * wx[kx]
             r0 += t
             rwx += t * dxv[kx]

@@ -14,8 +14,10 @@ Pipeline per frame (Numba kernels in :mod:`~edgetrack.runtime.detect.filters`, :
    fitted subtracted (a model image); Newton steps on the Gaussian-weighted centroid that
    re-centre the window as the estimate moves;
 5. deblending (``deblend_sweeps`` > 0): crowded spots are refitted against all the others
-   (Gauss-Seidel); maxima of the band-passed residual (image minus model) add the spots that
-   were hidden next to brighter ones or merged into one blob; faint leftovers are dropped;
+   (Gauss-Seidel); maxima of the band-passed residual (image minus model; the band-passed image
+   minus the band-passed spots, :mod:`~edgetrack.runtime.detect.residual`, unless the spots are so
+   dense that filtering the residual image is cheaper) add the spots that were hidden next to
+   brighter ones or merged into one blob; faint leftovers are dropped;
 6. features: mass, size (radius of gyration), signal and eccentricity.
 
 Coordinates are pixels, ``y`` = row, ``x`` = column, pixel centres at integer values.
@@ -39,16 +41,22 @@ from edgetrack.runtime.detect.deblend import (
     deblend,
     drop_faint,
     seed_spots,
+    select_spots,
     spot_table,
 )
 from edgetrack.runtime.detect.filters import bandpass, local_maxima, robust_noise
 from edgetrack.runtime.detect.layout import COL_MASS, COL_X, COL_Y, ST_COLS
+from edgetrack.runtime.detect.residual import subtract_spots
 from edgetrack.runtime.errors import InputError
 
 SPOT_FEATURES: tuple[str, ...] = ("y", "x", "mass", "size", "signal", "eccentricity")
 """Columns of the array returned by :func:`detect_spots_array`, in order."""
 
 _SAMPLES_FOR_NOISE = 4_096  # pixels sampled for the noise estimate (MAD to ~2%)
+# The band-passed residual comes from the spots (residual.py) while their band-passed windows add up
+# to less than this many frames: per pixel of a window that costs about a third of filtering a pixel
+# of the frame again (measured on 512x512 frames).
+_SPOT_RESIDUAL_FRAMES = 2.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +70,7 @@ class _Plan:
     mass_radius: float
     fit_r: int  # half-width of the fit window, px
     render_r: int  # half-width of the window a fitted spot is drawn in (model image), px
+    residual_area: int  # px of a spot's band-passed window, (2 render_r + 1 + 2 max(R, b))^2
     gain: float  # band-passed peak of a unit-amplitude spot (filter response at the centre)
 
 
@@ -88,7 +97,8 @@ def _plan(config: DetectConfig) -> _Plan:
     box = float(np.exp(-0.5 * (tb / s) ** 2).sum()) ** 2 / float(len(tb)) ** 2
     fit_r = int(math.ceil(config.fit_radius if config.fit_radius is not None else 2.0 * s))
     render_r = max(fit_r + 2, int(math.ceil(4.0 * s)))
-    return _Plan(kernel, box_half, dy, dx, mass_radius, fit_r, render_r, smooth - box)
+    residual_area = (2 * render_r + 1 + 2 * max(r, box_half)) ** 2
+    return _Plan(kernel, box_half, dy, dx, mass_radius, fit_r, render_r, residual_area, smooth - box)
 
 
 @functools.lru_cache(maxsize=64)
@@ -185,7 +195,8 @@ def _fit_frame(img: np.ndarray, filt: np.ndarray, base: float, excess: float, pr
                prof_x: np.ndarray, min_amp: float, cfg: DetectConfig, plan: _Plan, ws: _Workspace,
                timings: dict[str, float] | None) -> np.ndarray:
     """Maxima, fits, residual search and deblending of one frame (see the module docstring);
-    float64 (n, 6) spot rows in no particular order. ``timings``: seconds per pass are added to it."""
+    float64 (n, 6) spot rows in no particular order. ``filt`` (the band-passed ``img``) may be turned
+    into the band-passed residual in place. ``timings``: seconds per pass are added to it."""
     sigma, fit_r, render_r = float(cfg.psf_sigma), plan.fit_r, plan.render_r
     iters, sweeps = int(cfg.refine_iterations), int(cfg.deblend_sweeps)
     t = time.perf_counter() if timings is not None else 0.0
@@ -203,9 +214,16 @@ def _fit_frame(img: np.ndarray, filt: np.ndarray, base: float, excess: float, pr
         # measurable on the benchmark movies); the full sweeps come after it.
         deblend(img, ws.model, st, alive, partner, seed, *fit, 1)
         t = _tick(timings, "deblend", t)
-        bandpass(img, ws.model, True, plan.kernel, plan.box_half, ws.residual)
+        # bandpass(img - model): from filt and the spots where they are sparse enough (the same up to
+        # float rounding; filt is not needed after this), else by filtering the frame again.
+        if n * plan.residual_area <= _SPOT_RESIDUAL_FRAMES * img.size:
+            subtract_spots(filt, st, alive, sigma, render_r, plan.kernel, plan.box_half)
+            rfilt = filt
+        else:
+            rfilt = ws.residual
+            bandpass(img, ws.model, True, plan.kernel, plan.box_half, rfilt)
         t = _tick(timings, "residual_bandpass", t)
-        ys1, xs1 = local_maxima(ws.residual, base, excess, prof_y, prof_x, plan.dy, plan.dx)
+        ys1, xs1 = local_maxima(rfilt, base, excess, prof_y, prof_x, plan.dy, plan.dx)
         t = _tick(timings, "residual_maxima", t)
         if len(ys1):
             more = len(ys1)
@@ -213,7 +231,7 @@ def _fit_frame(img: np.ndarray, filt: np.ndarray, base: float, excess: float, pr
             alive = np.concatenate([alive, np.ones(more, dtype=np.bool_)])
             partner = np.concatenate([partner, np.full(more, -1, dtype=np.int64)])
             seed = np.zeros(n + more, dtype=np.bool_)
-            n = add_residual_spots(img, ws.model, ws.residual, ys1, xs1, st, n, alive, partner, seed, *fit)
+            n = add_residual_spots(img, ws.model, rfilt, ys1, xs1, st, n, alive, partner, seed, *fit)
             st, alive, partner, seed = st[:n], alive[:n], partner[:n], seed[:n]
             t = _tick(timings, "residual_fits", t)
             deblend(img, ws.model, st, alive, partner, seed, *fit, sweeps)
@@ -277,13 +295,16 @@ def detect_spots_array(frame: np.ndarray, config: DetectConfig | None = None,
     spots = _fit_frame(img, filt, base, excess, _noise_profile(cfg, h), _noise_profile(cfg, w), min_amp, cfg,
                        plan, ws, timings)
     t = time.perf_counter() if timings is not None else 0.0
-    spots = spots[spots[:, COL_MASS] >= cfg.min_mass]
-    if cfg.max_spots is not None and spots.shape[0] > cfg.max_spots:
-        # Brightest first; ties keep the current order (stable sort), so the choice is deterministic.
-        order = np.argsort(-spots[:, COL_MASS], kind="stable")[: cfg.max_spots]
-        spots = spots[order]
-    order = np.lexsort((spots[:, COL_X], spots[:, COL_Y]))
-    spots = np.ascontiguousarray(spots[order])
+    if cfg.max_spots is None:
+        spots = select_spots(spots, float(cfg.min_mass))
+    else:
+        spots = spots[spots[:, COL_MASS] >= cfg.min_mass]
+        if spots.shape[0] > cfg.max_spots:
+            # Brightest first; ties keep the current order (stable sort), so the choice is deterministic.
+            order = np.argsort(-spots[:, COL_MASS], kind="stable")[: cfg.max_spots]
+            spots = spots[order]
+        order = np.lexsort((spots[:, COL_X], spots[:, COL_Y]))
+        spots = np.ascontiguousarray(spots[order])
     _tick(timings, "select", t)
     return spots
 

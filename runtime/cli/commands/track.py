@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(--max-children 1 turns them off); defaults there: --linker greedy, --window 4, "
                         "--max-distance one median cell diameter of the first frame with objects")
     g.add_argument("--images", metavar="IMAGES", help="raw images matching --masks (for mean_intensity)")
+    g.add_argument("--foreground", metavar="MAPS",
+                   help="foreground maps matching --masks (probabilities, or intensities): each frame's objects are "
+                        "chosen among the masks' labels and the maps' coarser components (fragments joined, missed "
+                        "cells added) to fit the frame before (cells/hypotheses.py)")
+    g.add_argument("--foreground-sigma", type=float, default=0.0, metavar="PX",
+                   help="Gaussian smoothing of --foreground first, px (2 for raw fluorescence frames; default 0)")
     g.add_argument("--fill-gaps", action=argparse.BooleanOptionalAction, default=None,
                    help="give an object missing inside a track (a gap the tracker bridged) a mask in the missing "
                         "frames: its neighbour's mask moved along the track, rows marked filled=True "
@@ -337,6 +343,8 @@ def _run_masks(args: argparse.Namespace) -> int:
     import sys
     import time
 
+    import numpy as np
+
     from edgetrack.runtime.io.masks import open_images, open_masks, write_ctc_result
     from edgetrack.runtime.cells.tracker import CellTracker
     from edgetrack.runtime.errors import InputError
@@ -353,16 +361,34 @@ def _run_masks(args: argparse.Namespace) -> int:
         volume = {}
     if images is not None and len(images) != len(masks):
         raise InputError(f"{args.images}: {len(images)} frames, but {args.masks} has {len(masks)}")
+    foreground = None
+    if args.foreground is not None:
+        from edgetrack.runtime.errors import ConfigError
+
+        if args.ndim == 3:
+            raise ConfigError("--foreground is for 2-D label images (not --ndim 3)")
+        foreground = open_images(args.foreground)
+        if len(foreground) != len(masks):
+            raise InputError(f"{args.foreground}: {len(foreground)} frames, but {args.masks} has {len(masks)}")
     options = _with_defaults(args, MASK_DEFAULTS)
     divisions = options.pop("max_children") == 2
-    tracker = CellTracker(divisions=divisions, **volume, **options)
+    hypotheses = {"sigma": args.foreground_sigma} if foreground is not None else None
+    tracker = CellTracker(divisions=divisions, **volume, hypotheses=hypotheses, **options)
+    chosen = []  # the objects tracked, where they were chosen with --foreground (the CTC output draws them)
     start = time.perf_counter()
     with Progress(len(masks), "tracking", enabled=not args.quiet) as bar:
         for t in range(len(masks)):
-            tracker.push(masks[t], None if images is None else images[t])
+            if foreground is None:
+                tracker.push(masks[t], None if images is None else images[t])
+            else:
+                tracker.push(masks[t], None if images is None else images[t], foreground=foreground[t])
+                chosen.append(tracker.chosen_labels.astype(np.uint16 if tracker.chosen_labels.max() < 65536
+                                                           else np.int32))
             bar.update()
             check_interrupt()
     tracks = tracker.finish()
+    if foreground is not None:
+        masks = np.stack(chosen) if chosen else masks
     if len(tracker.merged_labels):  # fragments of one cell joined: their pixels carry the kept label
         from edgetrack.runtime.cells.fragments import relabel_masks
 
