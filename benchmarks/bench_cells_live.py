@@ -1,5 +1,6 @@
 """Cell tracking live: the time of each ``CellTracker.push`` (label image and intensity frame in, committed
-frames out) and of ``finish`` on the shared CTC sequences, with the defaults and with the transformer scorer.
+frames out) and of ``finish`` on the shared CTC sequences: the defaults, the transformer scorer, and the
+raw frames given as a foreground map (``foreground=``, smoothed by 2 px; cells/hypotheses.py).
 
     python benchmarks/bench_cells_live.py [--repeats 3]
 
@@ -45,14 +46,15 @@ def main() -> None:
     scenes.append(("simulated, segmentation errors", sim.masks, sim.images))
     for name, masks, images in scenes:
         per_frame = np.mean([len(np.unique(m)) - 1 for m in masks])
-        for scorer in ("distance", "transformer"):
+        for scorer in ("distance", "transformer", "distance + foreground"):
             pushes, finishes = [], []
             for _ in range(args.repeats):
-                tracker = CellTracker(scorer=scorer)
+                with_map = scorer.endswith("foreground")
+                tracker = CellTracker(scorer=scorer.split()[0], hypotheses={"sigma": 2.0} if with_map else None)
                 times = []
                 for m, im in zip(masks, images):
                     start = time.perf_counter()
-                    tracker.push(m, im)
+                    tracker.push(m, im, foreground=im if with_map else None)
                     times.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 tracker.finish()

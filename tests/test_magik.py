@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import edgetrack
+
 from edgetrack.runtime.errors import ConfigError, InputError, ModelError
 from edgetrack.runtime.graph.candidates import build_graph
 from edgetrack.runtime.link.magik_post import link_magik_post
@@ -480,6 +482,8 @@ def test_tiny_training_run_exports_and_loads(tmp_path):
     assert entry["parity_max_abs_diff"] <= 1e-4
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert [m["name"] for m in manifest["models"]] == ["magik_link"]
+    versions = manifest["models"][0]["versions"]  # what the model was trained and exported with
+    assert versions["edgetrack"] == edgetrack.__version__ and versions["torch"].startswith("2.")
     assert entry["opset"] >= 17 and entry["size_bytes"] < 10e6
     assert {i["name"] for i in entry["inputs"]} == {"node_features", "edge_features", "edge_index", "node_mask"}
     clear_cache()

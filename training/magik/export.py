@@ -155,8 +155,23 @@ def parity(model: Magik, kind: str, path: Path | str, sizes=(1, 7, 64, 300, 1000
     return worst
 
 
+def software_versions() -> dict[str, str]:
+    """The versions of edgetrack and of the libraries a model was trained and exported with."""
+    import platform
+
+    import onnx
+    import torch
+
+    from edgetrack import __version__
+
+    return {"edgetrack": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
 def update_manifest(folder: Path | str, entry: dict) -> Path:
-    """Add or replace ``entry`` (by name) in ``folder``/manifest.json (written atomically)."""
+    """Add or replace ``entry`` (by name) in ``folder``/manifest.json (written atomically); an entry without
+    ``versions`` gets :func:`software_versions` (every trainer exports through here)."""
+    entry = {**entry, "versions": entry.get("versions") or software_versions()}
     path = Path(folder) / "manifest.json"
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"models": []}
     models = [m for m in data.get("models", []) if m.get("name") != entry["name"]]
