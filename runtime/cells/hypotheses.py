@@ -7,7 +7,8 @@ at lower levels gives the coarser objects the labels are pieces of: a cell cut i
 object at a lower level, and a dim cell the labels missed appears there. Each frame the hierarchy is
 
 - level 0: the user's labels;
-- level k = 1..K: the connected components of ``foreground > base * levels[k-1]`` (``levels`` decreasing),
+- level k = 1..K: the connected components of ``foreground > floor + levels[k-1] * (base - floor)``
+  (``levels`` decreasing),
   each object of level k - 1 nested in the component of level k holding most of its pixels;
 
 and a set of non-overlapping objects is chosen from it, exactly, by dynamic programming over the tree: an
@@ -23,7 +24,8 @@ merged blob of two cells stays split as the labels had it, and a dim cell found 
 added. This is a greedy-in-time version of the joint segmentation and linking of ultrack (Bragantini et al.
 2024): each frame is decided given the frame before, so it streams.
 
-``base``: 0.5 for a map whose values lie in [0, 1] (a probability), else the Li threshold of the frame's map.
+``base``: 0.5 for a map whose values lie in [0, 1] (a probability), else the Li threshold of the frame's map;
+``floor``: 0 for a probability, else the median of the map's values under ``base`` (its background).
 Only the pixels inside the coarsest level or the labels are visited after thresholding.
 """
 
@@ -44,22 +46,27 @@ DEFAULT_LEVELS: tuple[float, ...] = (0.8, 0.6)
 
 
 def hierarchy_levels(foreground: np.ndarray, levels: Sequence[float]) -> list[np.ndarray]:
-    """The components of ``foreground`` (float (H, W)) above ``base * level`` for each level: int32 label images.
+    """The components of ``foreground`` (float (H, W)) above ``floor + level * (base - floor)`` for each level:
+    int32 label images.
 
-    ``base`` is 0.5 when every value lies in [0, 1], else the Li threshold of the map (of every 4th pixel of
-    every 4th row)."""
+    A map whose values lie in [0, 1] is a probability: ``base`` 0.5, ``floor`` 0. Any other map is an intensity:
+    ``base`` its Li threshold and ``floor`` the median of the values under it (the background, so that a camera
+    offset does not put the lower levels under the background), both from every 4th pixel of every 4th row."""
     fg = np.asarray(foreground)
     lo, hi = float(fg.min()), float(fg.max())
     if lo >= 0.0 and hi <= 1.0:
-        base = 0.5
+        base, floor = 0.5, 0.0
     elif hi > lo:
-        # a global statistic: every 4th pixel of every 4th row gives it within a fraction of a count
-        base = li_threshold(np.asarray(fg[::4, ::4], np.float64))
+        # global statistics: every 4th pixel of every 4th row gives them within a fraction of a count
+        sample = np.asarray(fg[::4, ::4], np.float64)
+        base = li_threshold(sample)
+        below = sample[sample <= base]
+        floor = float(np.median(below)) if below.size else lo
     else:
-        base = hi
+        base = floor = hi
     out = []
     for level in levels:
-        lab, _ = ndi.label(fg > base * float(level))
+        lab, _ = ndi.label(fg > floor + float(level) * (base - floor))
         out.append(lab.astype(np.int32, copy=False))
     return out
 
