@@ -130,3 +130,21 @@ def test_crowded_spot_flags_match_all_pairs():
         close &= seed[:, None] | seed[None, :]
         expected = alive & close.any(axis=1)
         np.testing.assert_array_equal(flag, expected)
+
+
+def test_gaussian_smooth_equals_scipy_with_replicated_edges():
+    from scipy import ndimage as ndi
+
+    from edgetrack.runtime.detect.filters import gaussian_smooth
+
+    rng = np.random.default_rng(3)
+    for shape, sigma in (((64, 90), 2.0), ((33, 17), 1.0), ((128, 128), 3.5)):
+        img = rng.normal(100, 10, shape).astype(np.float32)
+        img[5:9, 3:12] += 500  # an edge near the border
+        ref = ndi.gaussian_filter(img, sigma, mode="nearest", truncate=3.0 * (1 + 1e-9))
+        r = int(np.ceil(3 * sigma))
+        if r / sigma > 3.0 + 1e-9:  # scipy's radius is int(truncate * sigma + 0.5); ours ceil(3 sigma)
+            ref = ndi.gaussian_filter(img, sigma, mode="nearest", radius=r)
+        np.testing.assert_allclose(gaussian_smooth(img, sigma), ref, atol=2e-3)
+    with pytest.raises(ValueError, match="2-D"):
+        gaussian_smooth(np.zeros(5), 1.0)

@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from edgetrack.runtime.detect.filters import gaussian_smooth
 from edgetrack.runtime.errors import ConfigError, InputError
 
 __all__ = ["DEFAULT_LEVELS", "SegmentChooser", "hierarchy_levels", "li_threshold"]
@@ -181,7 +182,7 @@ class SegmentChooser:
         if foreground.dtype.kind not in "iuf" or not np.isfinite(foreground).all():
             raise InputError("foreground must hold finite numbers")
         if self.sigma > 0:
-            foreground = ndi.gaussian_filter(np.asarray(foreground, np.float32), self.sigma)
+            foreground = gaussian_smooth(foreground, self.sigma)
         base_labels, _ = _compact(labels)
         levels = hierarchy_levels(foreground, self.levels)
         # every object lies inside the coarsest level or the user's labels: work on those pixels only

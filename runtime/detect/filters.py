@@ -165,6 +165,24 @@ def bandpass(
             acc[j] += add[j] - rem[j]
 
 
+def gaussian_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    """``image`` (H, W) smoothed by a Gaussian of ``sigma`` px (taps out to 3 sigma, edges replicated):
+    float32 (H, W). The band-pass kernel with a one-pixel box, plus the image back (no frame-sized
+    temporaries beyond the output; several times faster than scipy.ndimage.gaussian_filter)."""
+    img = np.ascontiguousarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"gaussian_smooth takes a 2-D image, got shape {img.shape}")
+    s = float(sigma)
+    r = max(1, int(np.ceil(3.0 * s)))
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / s) ** 2)
+    kernel = np.ascontiguousarray(g / g.sum(), dtype=np.float32)
+    out = np.empty_like(img)
+    bandpass(img, img, False, kernel, 0, out)  # smooth(img) - img (the box of one pixel is the pixel)
+    out += img
+    return out
+
+
 @njit(cache=True, nogil=True)
 def _select(a: np.ndarray, k: int) -> float:
     """The k-th smallest value of ``a`` (float64 (n,), reordered in place): quickselect."""
