@@ -150,3 +150,22 @@ def test_motion_from_the_command_line(tmp_path):
     tracks = pd.read_csv(tmp_path / "t.csv")
     expected = edgetrack.track(movie, motion="adaptive", max_distance=9.0)
     assert len(tracks) == len(expected) and tracks["track_id"].nunique() == expected["track_id"].nunique()
+
+
+def test_adaptive_motion_in_3d_learns_a_drift_along_z_and_survives_a_checkpoint():
+    frames = [pd.DataFrame({"y": [20.0], "x": [20.0], "z": [2.0 + 1.5 * t]}) for t in range(12)]
+    frames[8] = pd.concat([frames[8], pd.DataFrame({"y": [20.0], "x": [21.0], "z": [2.0 + 1.5 * 7]})])  # a decoy
+    ref = Tracker(ndim=3, z_scale=2.0, motion="adaptive")
+    for f in frames:
+        ref.push(f)
+    first = Tracker(ndim=3, z_scale=2.0, motion="adaptive")
+    for f in frames[:6]:
+        first.push(f)
+    state = first.checkpoint()
+    assert state["blocks"][0]["motion"].shape[1] == 5  # w, q, and a velocity per coordinate (z, y, x)
+    second = Tracker.resume(state)
+    for f in frames[6:]:
+        second.push(f)
+    a, b = ref.finish(), second.finish()
+    pd.testing.assert_frame_equal(a, b)
+    assert a[a["x"] == 20.0]["track_id"].nunique() == 1  # 3 px per frame along z (z_scale 2) predicted
