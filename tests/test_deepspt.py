@@ -262,6 +262,15 @@ def test_tiny_training_run_exports_with_parity(tmp_path):
     loaded = load_model("tiny", folder=tmp_path, provider="cpu")
     out = segment_tracks(_table(_easy_tracks(2)[0][:2]), model="tiny", folder=tmp_path)
     assert loaded.entry["ndim"] == 2 and out["mode"].between(0, 3).all()
+    # one command and a seed reproduce the model exactly (same weights, same metrics)
+    again = train_and_export(2, 0, tmp_path / "again", name="tiny", command="test", members=2, epochs=1,
+                             tracks_per_epoch=40, val_tracks=20, test_tracks=20, base=4, max_length=60,
+                             batch_points=2048)
+    assert again["sha256"] == entry["sha256"] and again["metrics"] == entry["metrics"]
+    import json
+
+    saved = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
+    assert saved["versions"]["edgetrack"] and saved["versions"]["torch"]  # what it was trained with
 
 
 def test_runtime_segmentation_and_fingerprints_do_not_import_torch(tmp_path):

@@ -475,6 +475,18 @@ def test_tiny_motion_training_exports_node_and_global_outputs(tmp_path):
         predict_nodes(det, "magik_motion_missing", folder=str(tmp_path))
 
 
+def test_a_training_command_and_its_seed_reproduce_the_model(tmp_path):
+    from edgetrack.training.magik.cli import train_and_export
+
+    runs = [train_and_export("diffusion", 0, tmp_path / str(k), steps=4, eval_graphs=2, command="test",
+                             parity_sizes=(3, 60)) for k in range(2)]
+    assert runs[0]["sha256"] == runs[1]["sha256"]  # bit-identical ONNX files
+    assert runs[0]["metrics"] == runs[1]["metrics"] and runs[0]["training"]["final_loss"] == runs[1]["training"]["final_loss"]
+    other = train_and_export("diffusion", 1, tmp_path / "seed1", steps=4, eval_graphs=2, command="test",
+                             parity_sizes=(3, 60))
+    assert other["sha256"] != runs[0]["sha256"]  # and the seed matters
+
+
 def test_tiny_training_run_exports_and_loads(tmp_path):
     from edgetrack.training.magik.cli import train_and_export
 
