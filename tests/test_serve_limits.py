@@ -217,6 +217,37 @@ def test_memory_budget_applies_back_pressure_then_refuses(small_movie, monkeypat
     assert client.errors[0].code == "over_budget" and "whole memory budget" in client.errors[0].message
 
 
+@pytest.mark.parametrize("queue_size", [0, 4])
+def test_budget_exchanges_a_reservation_for_its_window_charge_in_one_step(queue_size):
+    """The budget used to charge a frame's window before its reservation was given back: for a moment it
+    held both, and a full budget went over its limit. Now the two are one call. Here the window outlasts
+    the movie (nothing leaves it) and each reservation equals its frame's window charge, so every frame is
+    counted once, reserved or in the window, and the peak is exactly the sum of the frames."""
+    from edgetrack.runtime.live.feeder import LiveTracker, window_bytes
+    from edgetrack.runtime.live.serve import MemoryBudget
+    from edgetrack.runtime.stream.tracker import Tracker
+
+    budget = MemoryBudget(1 << 30)
+    tracker = Tracker({"max_distance": 5.0, "window": 25, "max_gap": 1})
+    live = LiveTracker(tracker, queue_size=queue_size, on_memory=budget.adjust)
+    rng = np.random.default_rng(0)
+    points = rng.uniform(10, 90, (40, 2))
+    total = 0
+    for frame in range(20):
+        table = pd.DataFrame(points + rng.normal(0, 0.5, points.shape), columns=["y", "x"])
+        n = window_bytes(len(table), 2, tracker.config.max_candidates)
+        assert budget.reserve(n, 1.0, lambda: False)
+        total += n
+        assert live.submit(table, frame=frame, on_release=lambda n=n: budget.release(n), reserved=n)
+        deadline = time.monotonic() + 10
+        while live.frames_tracked < frame - 2 and time.monotonic() < deadline:  # keep the queue from filling
+            time.sleep(0.002)
+    live.finish()
+    assert live.frames_tracked == 20
+    assert budget.peak == total
+    assert budget.used == 0
+
+
 # ---------------------------------------------------------------------- authentication (item 3)
 def test_token_file_is_private_and_required(tmp_path):
     with TrackServer(port=0, token_file=str(tmp_path / "tok" / "t.token")) as server:

@@ -64,18 +64,33 @@ class LiveTrackerFailed(EdgetrackError):
     """The live tracker failed (an unexpected exception in a stage); it accepts no more frames."""
 
 
+def window_bytes(rows: int, width: int, max_candidates: int) -> int:
+    """Estimated memory, bytes, that the tracker's window holds for one frame of ``rows`` spots with
+    ``width`` columns (the spot table, its bookkeeping and up to 16 candidate edges per spot)."""
+    return int(rows) * ((int(width) + 4) * 8 + min(int(max_candidates), 16) * 64)
+
+
 class _Lease:
-    """Memory held for one submitted item; ``release()`` (idempotent) gives it back (see ``submit``)."""
+    """Memory held for one submitted item; ``release()`` (idempotent) gives it back (see ``submit``).
+    ``absorb()`` takes the lease over instead: the caller then accounts for its ``nbytes`` itself."""
 
-    __slots__ = ("_release",)
+    __slots__ = ("_release", "nbytes")
 
-    def __init__(self, release: Callable[[], None] | None) -> None:
+    def __init__(self, release: Callable[[], None] | None, nbytes: int = 0) -> None:
         self._release = release
+        self.nbytes = int(nbytes)
 
     def release(self) -> None:
         release, self._release = self._release, None
         if release is not None:
             release()
+
+    def absorb(self) -> int:
+        """End the lease without calling its release; returns the bytes it held (0 if already ended)."""
+        if self._release is None:
+            return 0
+        self._release = None
+        return self.nbytes
 
 
 def failure_stage(exc: BaseException, default: str) -> str:
@@ -258,17 +273,21 @@ class LiveTracker:
 
     # ------------------------------------------------------------------ submitting
     def submit(self, item: np.ndarray | pd.DataFrame, frame: int | None = None,
-               on_release: Callable[[], None] | None = None) -> bool:
+               on_release: Callable[[], None] | None = None, reserved: int = 0) -> bool:
         """Hand over the next frame (a 2-D image) or its detections (``y, x`` [+ features]).
 
         frame: its index (None = one after the previous submit); must increase.
         on_release: called once when the live tracker no longer holds ``item`` (detected, tracked,
             dropped or rejected), e.g. to give the memory of a received message back to a budget.
+        reserved: bytes that ``on_release`` gives back to the account that ``on_memory`` charges. When
+            the frame enters the tracker's window, its window charge and this release are made in one
+            ``on_memory`` call (the difference), so the account never holds both at once; ``on_release``
+            is then not called.
         Returns True when the frame was tracked or queued, False when it was dropped (queue full).
         Raises :class:`InputError` for bad input (nothing is queued then), :class:`LiveTrackerFailed`
         after a failure.
         """
-        lease = _Lease(on_release)
+        lease = _Lease(on_release, reserved if self._on_memory is not None else 0)
         queued = False
         try:
             with self._submit_lock:
@@ -291,7 +310,7 @@ class LiveTracker:
                     self._open.append(index)
                 if self._queue is None:
                     # synchronous: track here, in order, before returning
-                    self._process(index, item)
+                    self._process(index, item, lease)
                     return True
                 try:
                     self._queue.put_nowait((index, item, lease))
@@ -395,7 +414,8 @@ class LiveTracker:
                     spots = self.tracker.detect(item)  # also validates the frame
                     shape = item.shape
                     item = None
-                    lease.release()  # the image is no longer needed
+                    if not lease.nbytes:
+                        lease.release()  # the image is no longer needed (else: netted against the window)
                     self._check_detections(spots, index)
                     item = (spots, shape)
                 except EdgetrackError as exc:
@@ -418,7 +438,7 @@ class LiveTracker:
                 lease.release()
                 continue
             try:
-                updates = self._push(index, item)
+                updates = self._push(index, item, lease)
             except EdgetrackError as exc:
                 self._failed(index, exc)
                 continue
@@ -429,7 +449,7 @@ class LiveTracker:
                 lease.release()
             self._deliver(updates)
 
-    def _push(self, index: int, item: Any) -> list[TrackUpdate]:
+    def _push(self, index: int, item: Any, lease: _Lease | None = None) -> list[TrackUpdate]:
         with self._track_lock:
             if isinstance(item, pd.DataFrame):
                 updates = self.tracker.push(item, frame=index)
@@ -439,21 +459,23 @@ class LiveTracker:
                 updates = self.tracker.push_spots(spots, frame_shape=shape, frame=index)
                 rows, width = spots.shape
             self.frames_tracked += 1
-        self._hold(index, rows, width)
+        self._hold(index, rows, width, lease)
         return updates
 
-    def _hold(self, index: int, rows: int, width: int) -> None:
-        """Estimate the memory the tracker's window holds for this frame (released when it leaves the window)."""
+    def _hold(self, index: int, rows: int, width: int, lease: _Lease | None) -> None:
+        """Estimate the memory the tracker's window holds for this frame (released when it leaves the
+        window); the frame's own lease, when it was reserved on the same account, is netted against it."""
         if self._on_memory is None:
             return
         cfg = self.tracker.config
-        cost = rows * ((width + 4) * 8 + min(cfg.max_candidates, 16) * 64)
+        cost = window_bytes(rows, width, cfg.max_candidates)
         self._window.append((index, cost))
         delta = cost
         while self._window and self._window[0][0] <= index - (cfg.window + cfg.max_gap):
             delta -= self._window.popleft()[1]
         self._window_bytes += delta
-        self._on_memory(delta)
+        credit = lease.absorb() if lease is not None else 0
+        self._on_memory(delta - credit)
 
     def _failed(self, index: int, exc: EdgetrackError) -> None:
         self.errors.append((index, str(exc)))
@@ -463,14 +485,14 @@ class LiveTracker:
         self._drop(index, "too_many_detections" if "spots (at most" in text or "pairs of its" in text
                    else "tracking_failed")
 
-    def _process(self, index: int, item: np.ndarray | pd.DataFrame) -> None:
+    def _process(self, index: int, item: np.ndarray | pd.DataFrame, lease: _Lease | None = None) -> None:
         """Track one frame in the calling thread (``queue_size = 0``); bad input raises, nothing changes."""
         try:
             if not isinstance(item, pd.DataFrame):
                 spots = self.tracker.detect(item)  # validates the frame before the tracker moves on
                 self._check_detections(spots, index)
                 item = (spots, item.shape)
-            updates = self._push(index, item)
+            updates = self._push(index, item, lease)
         except EdgetrackError as exc:
             self.errors.append((index, str(exc)))
             with self._outcome_lock:

@@ -33,7 +33,9 @@ Sessions, back-pressure and failures:
 - Memory: limits are checked on the header, before a payload is read (rows per SPOTS, detections per
   frame, window, max_gap, max_distance, frame skips); payloads are read in 1 MiB pieces; a
   server-wide budget (``max_memory_mib``) counts the payloads held and an estimate of every tracker
-  window, and when it is full the server stops reading from clients (TCP back-pressure) for up to
+  window (a message is reserved on arrival; when its frame is tracked, the reservation is exchanged
+  for its window charge in one step, so the peak stays within the budget unless a frame's window
+  estimate exceeds its reservation: frames of over ~9 spots per 1,000 pixels), and when it is full the server stops reading from clients (TCP back-pressure) for up to
   ``budget_wait`` s before it refuses a message with ERROR ``over_budget``.
 - Bad input (wrong shape or dtype, payload size, NaN, frames out of order, unknown message) gets an
   ERROR naming the problem and the session goes on. A broken byte stream (bad magic, oversized or
@@ -74,7 +76,7 @@ import pandas as pd
 from edgetrack.runtime.config import StageConfig, require
 from edgetrack.runtime.errors import ConfigError, EdgetrackError, InputError
 from edgetrack.runtime.io.atomic import atomic_open
-from edgetrack.runtime.live.feeder import LiveTracker, LiveTrackerFailed, describe_failure
+from edgetrack.runtime.live.feeder import LiveTracker, LiveTrackerFailed, describe_failure, window_bytes
 from edgetrack.runtime.live.protocol import (ConnectionClosed, Incoming, Msg, ProtocolError, decode_frame, decode_table,
                                              default_token_path, discard_payload, encode_table, frame_header,
                                              frame_index, read_header, read_payload, read_token_file, send_message,
@@ -602,7 +604,7 @@ class _Connection:
             if frame:
                 shape, _ = frame_header(header, message.payload_len)
             else:
-                table_header(header, message.payload_len, "SPOTS", cfg.max_rows)
+                columns, rows = table_header(header, message.payload_len, "SPOTS", cfg.max_rows)
             session = self._ensure_session()
             if frame:
                 session.check_image(shape, index)
@@ -610,8 +612,10 @@ class _Connection:
             discard_payload(self.sock, message, self._interrupted)
             raise
         n = message.payload_len
-        if frame:  # detection works on a float64 copy: its memory is reserved too, until the frame is detected
+        if frame:  # detection works on a float64 copy: its memory is reserved too, until the frame is tracked
             n += DETECT_BYTES_PER_PIXEL * shape[0] * shape[1]
+        else:  # a table's rows enter the tracker's window as they are: that memory is reserved up front
+            n = max(n, window_bytes(rows, len(columns), session.tracker.config.max_candidates))
         if n > self.server.budget.limit:
             discard_payload(self.sock, message, self._interrupted)
             raise ProtocolError("over_budget", f"this message needs {n / 2**20:.1f} MiB to be received and detected, "
@@ -639,7 +643,7 @@ class _Connection:
         except BaseException:
             release()
             raise
-        session.live.submit(item, frame=index, on_release=release)
+        session.live.submit(item, frame=index, on_release=release, reserved=n)
 
     # ------------------------------------------------------------------ sessions
     def _ensure_session(self) -> _Session:
