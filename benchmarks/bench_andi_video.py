@@ -22,6 +22,10 @@ the first frame of the video (the VIP label frame) goes to ``--vip`` and the oth
 VIPs matched to a track, the challenge's metrics averaged over the experiments (weighted by VIP count,
 as the challenge does) and per model, and the seconds per stage. Nothing is downloaded; the data are
 rendered here.
+
+``--tracks-from truth [--truth-noise PX]`` skips the tracking: the challenge's own trajectories (in the video's
+pixels, with optional Gaussian localisation noise) go to ``analyze``, the ceiling that tracking is measured
+against.
 """
 
 from __future__ import annotations
@@ -72,6 +76,49 @@ def _read_video(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return pages[0], np.stack(pages[1:])
 
 
+def _true_tracks(trajs: pd.DataFrame, movie: np.ndarray, noise: float, seed: int) -> pd.DataFrame:
+    """The challenge's own trajectories as a track table in the video's pixels (``--tracks-from truth``): the
+    video is an integer crop of the simulated box, found as the shift that puts the most true first-frame
+    positions within 1.5 px of a detection; plus Gaussian noise of ``noise`` px per axis."""
+    from scipy.spatial import cKDTree
+
+    import edgetrack
+
+    first = trajs[trajs["frame"] == 0][["x", "y"]].to_numpy()
+    spots = edgetrack.locate(movie[0])[["y", "x"]].to_numpy()
+    shifts, counts = np.unique(np.round((spots[:, None] - first[None]).reshape(-1, 2)), axis=0, return_counts=True)
+    shift = shifts[counts.argmax()]
+    rows, cols = trajs["x"].to_numpy() + shift[0], trajs["y"].to_numpy() + shift[1]
+    hits = (cKDTree(spots).query(first + shift)[0] < 1.5).mean()
+    if hits < 0.5:
+        raise SystemExit(f"--tracks-from truth: only {hits:.0%} of the true positions fall on a detection")
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({"frame": trajs["frame"].astype(np.int64), "y": rows + rng.normal(0, noise, len(rows)),
+                          "x": cols + rng.normal(0, noise, len(cols)), "track_id": trajs["traj_idx"].astype(np.int64)})
+    h, w = movie.shape[1:]
+    inside = (table["y"] >= 0) & (table["y"] < h) & (table["x"] >= 0) & (table["x"] < w) & (table["frame"] < len(movie))
+    return table[inside].sort_values(["frame", "track_id"]).reset_index(drop=True)
+
+
+def _aligned_labels(trajs: pd.DataFrame, labels_text: str) -> str:
+    """The challenge's per-trajectory labels with each row under the index its trajectory has in the CSV and
+    the video. andi-datasets 2.1.13 writes ``traj_labs_*.txt`` before it moves the VIPs to indices
+    0 .. num_vip - 1 (``challenge_phenom_dataset``, ``get_video=True``): its row ``k`` is the ``k``-th
+    trajectory of the CSV in row order, whatever index the CSV now gives it. Scored as written, VIP ``i``
+    would be compared with another particle's labels."""
+    order = pd.unique(trajs["traj_idx"]).astype(np.int64)  # the k-th trajectory in row order: old index k
+    lines = [line for line in labels_text.splitlines() if line.strip()]
+    if len(lines) != len(order):
+        raise SystemExit(f"{len(lines)} label rows for {len(order)} trajectories: not the layout this was written for")
+    rows = []
+    for k, line in enumerate(lines):
+        head, _, rest = line.partition(",")
+        if int(float(head)) != k:
+            raise SystemExit(f"label row {k} is numbered {head}: not the layout this was written for")
+        rows.append((int(order[k]), f"{int(order[k])},{rest}"))
+    return "\n".join(text for _, text in sorted(rows)) + "\n"
+
+
 def _option(text: str) -> tuple[str, object]:
     key, _, value = text.partition("=")
     for cast in (int, float):
@@ -90,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--track-option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option of edgetrack.track (repeatable), e.g. motion=adaptive")
+    parser.add_argument("--tracks-from", choices=("video", "truth"), default="video",
+                        help="'truth': analyse the challenge's own trajectories instead of tracking the video "
+                             "(the ceiling of the analysis; --truth-noise adds localisation noise)")
+    parser.add_argument("--truth-noise", type=float, default=0.0, metavar="PX",
+                        help="Gaussian noise added to each true position, px per axis (with --tracks-from truth)")
+    parser.add_argument("--labels-as-written", action="store_true",
+                        help="score against traj_labs as andi-datasets writes them (misnumbered for the VIPs; "
+                             "see _aligned_labels), as this benchmark did before 2026-12-03")
     parser.add_argument("--label", default=None, help="name of this run's results folder (default from the options)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -107,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     render_s = time.perf_counter() - start
     options = dict(_option(t) for t in args.track_option)
     label = args.label or ("defaults" if not options else "_".join(f"{k}-{v}" for k, v in options.items()))
+    if args.tracks_from == "truth":
+        label = args.label or f"truth-noise-{args.truth_noise:g}"
     run = args.work / label / f"seed{args.seed}"
     submit, truth = run / "submit", run / "truth"
     matched, vips, n_tracks, short = 0, 0, 0, 0
@@ -120,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             vip_frame, movie = _read_video(raw / f"videos_exp_{exp}_fov_{fov}.tiff")
             tifffile.imwrite(work / "vip.tif", vip_frame)
             t0 = time.perf_counter()
-            tracks = edgetrack.track(movie, **options)
+            if args.tracks_from == "truth":
+                tracks = _true_tracks(pd.read_csv(raw / f"trajs_exp_{exp}_fov_{fov}.csv"), movie, args.truth_noise,
+                                      seed=100 * exp + fov)
+            else:
+                tracks = edgetrack.track(movie, **options)
             track_s += time.perf_counter() - t0
             tracks.to_csv(work / "tracks.csv", index=False)
             lengths = tracks.groupby("track_id").size()
@@ -137,9 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             matched += int((match["track_id"] >= 0).sum())
             (submit / "track_1" / f"exp_{exp}" / f"fov_{fov}.txt").write_text(
                 (work / "analysis" / "andi" / f"fov_{fov}.txt").read_text())
-            for name, src in ((f"traj_labs_fov_{fov}.txt", f"traj_labs_exp_{exp}_fov_{fov}.txt"),
-                              (f"vip_idx_fov_{fov}.txt", f"vip_idx_exp_{exp}_fov_{fov}.txt")):
-                (truth / "track_1" / f"exp_{exp}" / name).write_text((raw / src).read_text())
+            labels = (raw / f"traj_labs_exp_{exp}_fov_{fov}.txt").read_text()
+            if not args.labels_as_written:
+                labels = _aligned_labels(pd.read_csv(raw / f"trajs_exp_{exp}_fov_{fov}.csv"), labels)
+            (truth / "track_1" / f"exp_{exp}" / f"traj_labs_fov_{fov}.txt").write_text(labels)
+            (truth / "track_1" / f"exp_{exp}" / f"vip_idx_fov_{fov}.txt").write_text(
+                (raw / f"vip_idx_exp_{exp}_fov_{fov}.txt").read_text())
     scored = subprocess.run([args.andi_python, "-c", _SCORE, str(submit), str(truth), "0,1,2,3,4"], check=True,
                             capture_output=True, text=True)
     scores = json.loads(scored.stdout.strip().splitlines()[-1])

@@ -31,7 +31,9 @@ def _named(table: pd.DataFrame, names: Names) -> pd.DataFrame:
 
 
 def _detect_config(diameter: float | None, options: dict[str, Any]):
+    """The detector's configuration; a dict with ``psf_sigma="auto"`` when that is to be measured."""
     from edgetrack.runtime.detect.config import DetectConfig
+    from edgetrack.runtime.detect.psf import AUTO, split_auto
 
     if diameter is not None:
         if "psf_sigma" in options:
@@ -39,7 +41,9 @@ def _detect_config(diameter: float | None, options: dict[str, Any]):
         if not (isinstance(diameter, (int, float, np.integer, np.floating)) and np.isfinite(diameter) and diameter > 0):
             raise ConfigError(f"diameter must be a positive number of px, got {diameter!r}")
         options = dict(options, psf_sigma=float(diameter) / 4.0)  # a spot of diameter d spans +-2 sigma
-    return DetectConfig.from_dict(options)
+    rest, auto = split_auto(options)
+    cfg = DetectConfig.from_dict(rest)  # the other options are checked here, "auto" or not
+    return dict(cfg.to_dict(), psf_sigma=AUTO) if auto else cfg
 
 
 def locate(image: np.ndarray, diameter: float | None = None, *, invert: bool = False,
@@ -47,10 +51,12 @@ def locate(image: np.ndarray, diameter: float | None = None, *, invert: bool = F
     """Find the spots of one frame (H, W) or of every frame of a stack (T, H, W).
 
     diameter: spot diameter in px, as trackpy's ``locate`` takes it (sets ``psf_sigma = diameter / 4``);
-    or give ``psf_sigma`` (px) and the other :class:`~edgetrack.runtime.detect.config.DetectConfig`
+    or give ``psf_sigma`` (px, or ``"auto"``: measured on the first frame) and the other :class:`~edgetrack.runtime.detect.config.DetectConfig`
     options. invert: dark spots on a bright background. Returns one row per spot: ``frame, y, x``
     (px, sub-pixel) and ``mass, size, signal, eccentricity``.
     """
+    from edgetrack.runtime.detect.config import DetectConfig
+    from edgetrack.runtime.detect.psf import estimate_psf_sigma, split_auto
     from edgetrack.runtime.detect.spots import detect_movie, detect_spots
 
     cfg = _detect_config(diameter, detect_options)
@@ -59,6 +65,10 @@ def locate(image: np.ndarray, diameter: float | None = None, *, invert: bool = F
         raise InputError(f"image must be one frame (H, W) or a stack (T, H, W), got shape {arr.shape}")
     if invert:
         arr = arr.max() - arr if arr.size else arr
+    if isinstance(cfg, dict):  # psf_sigma="auto": measured on the first frame
+        first = arr if arr.ndim == 2 else arr[0]
+        cfg = DetectConfig.from_dict(split_auto(cfg)[0])
+        cfg = cfg.replace(psf_sigma=round(estimate_psf_sigma(first, cfg).sigma, 4))
     table = detect_spots(arr, cfg) if arr.ndim == 2 else detect_movie(arr, cfg)
     return _named(table, names)
 
@@ -99,7 +109,9 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     a (T, H, W) array or an iterable of (H, W) frames. Returns the tracks (``frame, y, x, track_id`` +
     spot features), as the streaming tracker commits them.
 
-    diameter (px) or ``detect={"psf_sigma": ...}`` set the detector; other options are those of
+    diameter (px) or ``detect={"psf_sigma": ...}`` set the detector; without either, 2-D spots are detected
+    with the width measured on the first frames (``psf_sigma="auto"``, :mod:`~edgetrack.runtime.detect.psf`;
+    z-stacks take 1.5 px); other options are those of
     :class:`~edgetrack.runtime.stream.config.TrackerConfig` (``max_distance`` px, ``max_gap`` frames,
     ``linker``, ``invert``, ...). channel / z: the plane of a multi-channel or z-stack file (such files
     are refused without them); scene: the scene (index or name) of a multi-scene vendor file (.nd2, .czi,
@@ -128,7 +140,10 @@ def track(movie: str | os.PathLike[str] | np.ndarray | Iterable[np.ndarray], *, 
     from edgetrack.runtime.io.readers import open_movie
     from edgetrack.runtime.stream.pipeline import track_movie
 
-    cfg = _detect_config(diameter, dict(detect or {}))
+    detect = dict(detect or {})
+    if diameter is None:
+        detect.setdefault("psf_sigma", "auto")
+    cfg = _detect_config(diameter, detect)
     frames = open_movie(movie, channel=channel, z=z, scene=scene) if isinstance(movie, (str, os.PathLike)) else movie
     if isinstance(frames, np.ndarray) and frames.ndim != 3:
         raise InputError(f"movie must be a (T, H, W) array, got shape {frames.shape}")

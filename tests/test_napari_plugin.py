@@ -43,7 +43,8 @@ import edgetrack
 
 PLUGIN = "edgetrack"
 WIDGETS = ["Track spots", "Track cells", "Analyze motion", "Live tracking"]
-SPOT_OPTIONS = {"max_distance": 6.0, "max_gap": 2, "linker": "lap"}  # the widget's defaults
+SPOT_OPTIONS = {"max_distance": 6.0, "max_gap": 2, "linker": "lap",  # the widget's defaults (its spot sigma
+                "detect": {"psf_sigma": 1.5}}  # is fixed until "measure" is pressed)
 TIMEOUT_MS = 60_000
 
 
@@ -66,7 +67,7 @@ def dividing_tracks() -> pd.DataFrame:
     """Spot tracks with divisions (greedy linker, max_children=2) of a movie whose spots divide."""
     frames, _ = simulate_movie(n_frames=25, shape=(96, 96), n_spots=10, snr=12.0, seed=5, division_rate=0.04,
                                D_range=(0.1, 0.3))
-    tracks = edgetrack.track(frames, linker="greedy", max_children=2)
+    tracks = edgetrack.track(frames, linker="greedy", max_children=2, detect={"psf_sigma": 1.5})
     assert (tracks["parent_track_id"] >= 0).any(), "the test movie should have divisions"
     return tracks
 
@@ -276,6 +277,28 @@ def test_track_spots_preview_follows_frame_and_parameters(viewer, movie):
     np.testing.assert_allclose(np.sort(preview.data[:, 1]), np.sort(expected["y"]))
     widget.parameters.snr_threshold.value = 30.0
     assert len(preview.data) == len(edgetrack.locate(movie[4], snr_threshold=30.0)) < len(expected)
+
+
+def test_measure_sets_the_spot_sigma_from_the_shown_frame(viewer, qt):
+    from edgetrack.runtime.detect.psf import estimate_psf_sigma
+    from edgetrack.runtime.simulate.spots import simulate_movie
+
+    narrow, _ = simulate_movie(n_frames=3, shape=(160, 160), n_spots=50, snr=6.0, psf_sigma=0.9, seed=3)
+    viewer.add_image(narrow, name="narrow")
+    widget = dock(viewer, "Track spots")
+    viewer.dims.set_current_step(0, 2)
+    widget.measure.native.click()
+    want = round(estimate_psf_sigma(narrow[2].astype(np.float64)).sigma, 2)
+    assert widget.parameters.psf_sigma.value == pytest.approx(want, abs=1e-9)
+    assert abs(want - 0.9) < 0.06
+    assert "spot sigma" in widget.task.status.value
+    shown = viewer.layers["narrow detections"].data  # the preview follows the new sigma
+    assert len(shown) == len(edgetrack.locate(narrow[2], psf_sigma=want))
+    viewer.add_image(np.zeros((2, 64, 64)), name="blank")
+    widget.image.value = viewer.layers["blank"]
+    widget.measure.native.click()
+    assert "measure:" in widget.task.status.value and "isolated spots" in widget.task.status.value
+    assert widget.parameters.psf_sigma.value == pytest.approx(want, abs=1e-9)  # unchanged
 
 
 def test_track_spots_adds_tracks_and_points(viewer, qt, movie):

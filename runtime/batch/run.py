@@ -128,11 +128,14 @@ def output_names(paths: Sequence[Path]) -> dict[str, Path]:
 def _parameters(tracker_options: dict[str, Any], detect: Any, analyze: bool | dict, channel: int | None,
                 z: int | None) -> dict[str, Any]:
     from edgetrack.runtime.detect.config import DetectConfig
+    from edgetrack.runtime.detect.psf import AUTO, split_auto
     from edgetrack.runtime.stream.config import TrackerConfig
 
     tracker = TrackerConfig.from_dict(tracker_options or {})  # unknown names: ConfigError
     tracker = tracker.replace(keep_results=True)  # the batch writes the whole table
+    detect, auto = split_auto(detect)  # psf_sigma="auto": measured by each movie's task on its first frames
     detect_cfg = detect if isinstance(detect, DetectConfig) else DetectConfig.from_dict(detect or {})
+    detect_cfg = dataclasses.asdict(detect_cfg) | ({"psf_sigma": AUTO} if auto else {})
     if isinstance(analyze, dict):
         unknown = sorted(set(analyze) - set(ANALYZE_OPTIONS))
         if unknown:
@@ -140,7 +143,7 @@ def _parameters(tracker_options: dict[str, Any], detect: Any, analyze: bool | di
         analyze_options, analyze = dict(analyze), True
     else:
         analyze_options, analyze = {}, bool(analyze)
-    return {"tracker": dataclasses.asdict(tracker), "detect": dataclasses.asdict(detect_cfg), "analyze": analyze,
+    return {"tracker": dataclasses.asdict(tracker), "detect": detect_cfg, "analyze": analyze,
             "analyze_options": analyze_options, "channel": channel, "z": z, "edgetrack": __version__}
 
 

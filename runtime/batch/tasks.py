@@ -168,6 +168,9 @@ def detect_chunk(job: dict[str, Any], start: int, stop: int) -> list[tuple[tuple
         movie = _open(job)
         tracker = _tracker(job)
         report = FrameReporter(job["name"], len(movie))
+        for i in range(start if tracker.psf_tries else 0):  # psf_sigma="auto": settled as the whole movie's
+            if tracker.measure_psf(np.asarray(movie[i])):  # run settles it, on its first frames, so every
+                break  # chunk detects with the same sigma
         out = []
         for i in range(start, stop):
             image = np.asarray(movie[i])

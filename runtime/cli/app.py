@@ -11,11 +11,14 @@ are printed as one line on stderr and exit with code 2; Ctrl-C exits with 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Sequence
 
-from edgetrack.runtime.errors import EdgetrackError
+from edgetrack.runtime.errors import DegradedWarning, EdgetrackError
 from edgetrack.runtime.cli.interrupt import check as check_interrupt
 from edgetrack.runtime.cli.interrupt import handling_sigint
 
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         announce_and_warm(quiet=bool(getattr(args, "quiet", False)))
     try:
-        with handling_sigint():
+        with handling_sigint(), _one_line_warnings(args.command):
             code = int(args._run(args) or 0)
             check_interrupt()  # a Ctrl-C that a library swallowed still ends the run as interrupted
         return code
@@ -85,6 +88,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"edgetrack {args.command}: interrupted", file=sys.stderr)
             return 130
         raise
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """edgetrack's own warnings (:class:`DegradedWarning`) as one ``edgetrack CMD: warning: ...`` line each;
+    other libraries' warnings as Python shows them."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DegradedWarning):
+                print(f"edgetrack {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.detect.psf import AUTO, is_auto
 from edgetrack.runtime.link.registry import linker_names
 from edgetrack.runtime.associate.registry import scorer_names
 from edgetrack.runtime.stream.config import TrackerConfig
@@ -53,16 +54,34 @@ def tracker_options(args: argparse.Namespace) -> dict:
     }
 
 
-def add_detect_arguments(parser: argparse.ArgumentParser) -> None:
-    """Spot detection options, mapped onto :class:`~edgetrack.runtime.detect.config.DetectConfig`."""
+def add_detect_arguments(parser: argparse.ArgumentParser, psf_default: float | str | None = DETECT["psf_sigma"]) -> None:
+    """Spot detection options, mapped onto :class:`~edgetrack.runtime.detect.config.DetectConfig`.
+
+    ``psf_default=None`` leaves ``--psf-sigma`` unset when not given: the command chooses (``track`` measures
+    2-D spots, ``auto``, and takes the fixed default in z-stacks).
+    """
     g = parser.add_argument_group("detection")
-    g.add_argument("--psf-sigma", type=float, default=DETECT["psf_sigma"], metavar="PX",
-                   help=f"expected spot sigma, px (default {DETECT['psf_sigma']:g})")
+    if psf_default is None:
+        shown = f"auto for 2-D movies, {DETECT['psf_sigma']:g} px for z-stacks"
+    else:
+        shown = psf_default if isinstance(psf_default, str) else f"{psf_default:g}"
+    g.add_argument("--psf-sigma", type=psf_sigma_value, default=psf_default, metavar="PX|auto",
+                   help=f"expected spot sigma, px, or 'auto' to measure it on the first frames (default {shown})")
     g.add_argument("--threshold", type=float, default=None,
                    help="absolute threshold on the filtered image (default: from the estimated noise)")
     g.add_argument("--snr-threshold", type=float, default=None,
                    help="threshold in multiples of the estimated noise (default: the detector's)")
     g.add_argument("--invert", action="store_true", help="dark spots on a bright background")
+
+
+def psf_sigma_value(text: str) -> float | str:
+    """``--psf-sigma``: a number of px, or ``auto``."""
+    if is_auto(text):
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a sigma in px or 'auto', got {text!r}") from None
 
 
 def detect_options(args: argparse.Namespace) -> dict:

@@ -3,6 +3,8 @@ worker thread, with a progress bar.
 
 Preview: while "preview detections" is on, ``edgetrack.locate`` runs on the frame the viewer shows and
 the Points layer ``<image> detections`` follows the frame slider and the detection parameters.
+"measure spot sigma on this frame" sets the spot sigma to the width measured on the shown frame
+(:func:`~edgetrack.runtime.detect.psf.estimate_psf_sigma`, what ``psf_sigma="auto"`` does in a run).
 Track: an ``edgetrack.Tracker`` with the parameters is fed the layer's frames one by one
 (``stream.pipeline.track_frames``: detection of the next frames on a second thread); the result is the
 Tracks layer ``<image> tracks`` (features per point, the division graph when divisions are on) and the
@@ -29,7 +31,7 @@ from edgetrack.runtime.napari_plugin.layers import (
     show_points,
     show_tracks,
 )
-from magicgui.widgets import CheckBox, Container
+from magicgui.widgets import CheckBox, Container, PushButton
 
 __all__ = ["TrackSpotsWidget", "track_layer_frames"]
 
@@ -55,9 +57,11 @@ class TrackSpotsWidget(Container):
         self.viewer = napari_viewer
         self.image = layer_picker(napari_viewer, Image, "image")
         self.parameters = SpotParameters()
+        self.measure = PushButton(text="measure spot sigma on this frame")
         self.preview = CheckBox(text="preview detections on this frame", value=True)
         self.task = TaskRunner("Track")
-        super().__init__(widgets=[self.image, self.parameters, self.preview, self.task])
+        super().__init__(widgets=[self.image, self.parameters, self.measure, self.preview, self.task])
+        self.measure.changed.connect(self.measure_sigma)
         for widget in (*self.parameters.detection_widgets, self.preview, self.image):
             widget.changed.connect(self.update_preview)
         napari_viewer.dims.events.current_step.connect(self.update_preview)
@@ -82,6 +86,28 @@ class TrackSpotsWidget(Container):
         spots["frame"] = t
         show_points(self.viewer, spots, f"{layer.name} detections", source=layer).visible = True
         self.task.say(f"frame {t}: {len(spots)} spots")
+
+    def measure_sigma(self, *_: Any) -> float | None:
+        """Set the spot sigma to the width measured on the shown frame; returns it (None where it cannot)."""
+        from edgetrack.runtime.detect.config import DetectConfig
+        from edgetrack.runtime.detect.psf import estimate_psf_sigma
+
+        layer = self.image.value
+        if layer is None:
+            self.task.say("choose an Image layer first")
+            return None
+        try:
+            frame = np.asarray(frames_of(layer)[current_frame(self.viewer, layer)], dtype=np.float64)
+            if self.parameters.invert.value:
+                frame = frame.max() - frame
+            estimate = estimate_psf_sigma(frame, DetectConfig(snr_threshold=float(self.parameters.snr_threshold.value)))
+        except EdgetrackError as exc:
+            self.task.say(f"measure: {describe_error(exc)}")
+            return None
+        sigma = round(estimate.sigma, 2)
+        self.parameters.psf_sigma.value = sigma  # the preview follows
+        self.task.say(f"spot sigma {sigma:g} px, measured on {estimate.n_spots} isolated spots")
+        return sigma
 
     def track(self, *_: Any) -> Any:
         """Start tracking the chosen layer on a worker thread; returns the worker (None without a layer)."""

@@ -39,7 +39,9 @@ _MAX_MEMBERS = 100_000
 
 def _flatten(state: dict) -> tuple[dict, dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
-    header = {k: v for k, v in state.items() if k not in ("blocks", "results")}
+    header = {k: v for k, v in state.items() if k not in ("blocks", "results", "psf_frames")}
+    if state.get("psf_frames") is not None:
+        arrays["psf_frames"] = state["psf_frames"]
     header["n_blocks"] = len(state["blocks"])
     header["has_results"] = state["results"] is not None
     header["block_meta"] = [{"frame": b["frame"], "first_id": b["first_id"]} for b in state["blocks"]]
@@ -189,6 +191,8 @@ def _unflatten(header: dict, arrays: dict[str, np.ndarray]) -> dict:
     expected |= {f"b{i}_e_{k}" for i in range(len(meta)) for k in EDGE_FIELDS}
     if has_results:
         expected |= {f"r_{k}" for k in RESULT_ARRAYS}
+    if "psf_frames" in arrays:  # optional: frames of a still unsettled psf_sigma="auto"
+        expected.add("psf_frames")
     missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
     if missing:
         raise InputError(f"corrupt checkpoint: missing array(s) {', '.join(missing[:5])}")
@@ -199,4 +203,5 @@ def _unflatten(header: dict, arrays: dict[str, np.ndarray]) -> dict:
     state = {k: v for k, v in header.items() if k not in ("n_blocks", "has_results", "block_meta", "meta")}
     state["blocks"] = blocks
     state["results"] = {k: arrays[f"r_{k}"] for k in RESULT_ARRAYS} if has_results else None
+    state["psf_frames"] = arrays.get("psf_frames")
     return state

@@ -81,7 +81,10 @@ def track_frames(tracker: Tracker, frames: Iterable[np.ndarray], prefetch: int =
                         except EdgetrackError as exc:  # push what was read before it, then raise
                             failure, exhausted = exc, True
                             break
-                        pending.append(pool.submit(work, first + submitted, image))
+                        if tracker.psf_tries:  # psf_sigma="auto": measured in stream order, here
+                            pending.append(_done(work, first + submitted, image))
+                        else:
+                            pending.append(pool.submit(work, first + submitted, image))
                         submitted += 1
                     if not pending:
                         break
@@ -96,6 +99,16 @@ def track_frames(tracker: Tracker, frames: Iterable[np.ndarray], prefetch: int =
             raise failure
     if flush:
         yield from tracker.flush()
+
+
+def _done(fn: Callable, *args) -> Future:
+    """A future holding ``fn(*args)`` (its result or its exception), computed in this thread."""
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # re-raised by result(), as from the pool
+        future.set_exception(exc)
+    return future
 
 
 def track_movie(movie: Iterable[np.ndarray], config: TrackerConfig | dict | None = None, *,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.detect.psf import PSF_TRIES, split_auto
 from edgetrack.runtime.detect.volume import Detect3DConfig
 from edgetrack.runtime.errors import EdgetrackError, InputError
 from edgetrack.runtime.stream.config import TrackerConfig
@@ -74,7 +75,7 @@ def check_state(state: Any) -> None:
         raise InputError("not an edgetrack tracker checkpoint")
     if state.get("version") != 1:
         raise InputError(f"unsupported checkpoint version {state.get('version')!r} (this edgetrack reads 1)")
-    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS)
+    missing, extra = sorted(_STATE_KEYS - set(state)), sorted(set(state) - _STATE_KEYS - {"psf_frames"})
     if missing:
         raise InputError(f"corrupt checkpoint: missing {', '.join(missing)}")
     if extra:
@@ -84,7 +85,10 @@ def check_state(state: Any) -> None:
             raise InputError(f"corrupt checkpoint: {key} must be an object, got {type(state[key]).__name__}")
     try:
         cfg = TrackerConfig.from_dict(state["config"])
-        (Detect3DConfig if cfg.ndim == 3 else DetectConfig).from_dict(state["detect_config"])
+        detect, auto = split_auto(state["detect_config"])  # "auto": the sigma was not measured yet
+        if auto and cfg.ndim == 3:
+            raise InputError("psf_sigma 'auto' is 2-D only")
+        (Detect3DConfig if cfg.ndim == 3 else DetectConfig).from_dict(detect)
     except EdgetrackError as exc:
         raise InputError(f"corrupt checkpoint: {exc}") from None
     columns = state["columns"]
@@ -100,6 +104,15 @@ def check_state(state: Any) -> None:
     if shape is not None:
         for k, side in enumerate(shape):
             _int(side, f"frame_shape[{k}]", 1, 2**31)
+    pooled = state.get("psf_frames")
+    if pooled is not None:  # frames tried while psf_sigma="auto" was pending (optional)
+        if not auto:
+            raise InputError("corrupt checkpoint: psf_frames without psf_sigma 'auto'")
+        pooled = np.asarray(pooled)
+        if (pooled.ndim != 3 or not 1 <= len(pooled) < PSF_TRIES or pooled.dtype.kind not in "iuf"
+                or (shape is not None and list(pooled.shape[1:]) != shape) or not np.all(np.isfinite(pooled))):
+            raise InputError(f"corrupt checkpoint: psf_frames must be 1 to {PSF_TRIES - 1} finite frames of the "
+                             f"movie's shape, got {pooled.shape} {pooled.dtype}")
     next_frame = _int(state["next_frame"], "next_frame")
     next_id = _int(state["next_id"], "next_id")
     next_track = _int(state["next_track"], "next_track", 0, next_id)

@@ -14,6 +14,7 @@ with the default ``True`` the committed points are kept, compactly, for :meth:`T
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections import deque
@@ -25,8 +26,9 @@ import pandas as pd
 from edgetrack.runtime.associate.registry import make_scorer
 from edgetrack.runtime.detect.spots import SPOT_FEATURES, check_frame, detect_spots_array, validate_frame
 from edgetrack.runtime.detect.config import DetectConfig
+from edgetrack.runtime.detect.psf import AUTO, PSF_TRIES, PsfEstimate, estimate_psf_sigma, split_auto
 from edgetrack.runtime.detect.volume import SPOT3D_COLUMNS, Detect3DConfig, check_stack, detect_spots_3d
-from edgetrack.runtime.errors import DegradedWarning, InputError
+from edgetrack.runtime.errors import ConfigError, DegradedWarning, InputError
 from edgetrack.runtime.graph.candidates import CandidateEdges, concat_edges, edges_into_frame
 from edgetrack.runtime.graph.volume import edges_into_frame_3d
 from edgetrack.runtime.link.components import largest_component
@@ -74,7 +76,16 @@ class Tracker:
         else:
             self.config = TrackerConfig.from_dict(config or {}, **options)
         cfg = self.config
+        detect, auto = split_auto(detect)
+        #: frames left on which ``psf_sigma="auto"`` may still be measured (0: the sigma is settled)
+        self.psf_tries = PSF_TRIES if auto else 0
+        #: the measured spot width (:class:`~edgetrack.runtime.detect.psf.PsfEstimate`) once ``"auto"`` settled it
+        self.psf_estimate: PsfEstimate | None = None
+        self._psf_lock = threading.Lock()
+        self._psf_frames: list[np.ndarray] = []  # frames tried while "auto" is unsettled (pooled)
         if cfg.ndim == 3:
+            if auto:
+                raise ConfigError("psf_sigma='auto' measures 2-D spots; give the (z, y, x) sigma for ndim=3")
             self.detect_config = (detect if isinstance(detect, Detect3DConfig)
                                   else Detect3DConfig.from_dict(detect or {}))
         else:
@@ -161,7 +172,41 @@ class Tracker:
         image = np.asarray(image)
         return check_frame(image) if self.config.invert else validate_frame(image)
 
+    def measure_psf(self, image: np.ndarray) -> bool:
+        """With ``psf_sigma="auto"`` still unsettled, measure it on this frame (H, W) together with the
+        frames tried before it (:func:`~edgetrack.runtime.detect.psf.estimate_psf_sigma`: the isolated spots
+        of sparse frames are pooled) and detect with it from now on. Returns True once settled. After
+        :data:`PSF_TRIES` frames without enough isolated spots the detector's default sigma stays, with a
+        warning. :meth:`detect` calls this itself: call it first only to settle the sigma before detecting
+        frames out of order."""
+        with self._psf_lock:
+            if not self.psf_tries:
+                return True
+            image = self._checked_frame(image)
+            if self.config.invert:
+                image = image.max() - image if image.size else image
+            start = time.perf_counter()
+            self._psf_frames.append(image)
+            try:
+                estimate = estimate_psf_sigma(self._psf_frames, self.detect_config)
+            except InputError as exc:
+                self.psf_tries -= 1
+                if not self.psf_tries:
+                    self._psf_frames = []
+                    warnings.warn(f"{exc}; the detector keeps psf_sigma {self.detect_config.psf_sigma:g} px",
+                                  DegradedWarning, stacklevel=2)
+                self._tick("detect.psf", start)
+                return not self.psf_tries
+            self.detect_config = self.detect_config.replace(psf_sigma=round(estimate.sigma, 4))
+            self.psf_estimate = estimate
+            self.psf_tries = 0
+            self._psf_frames = []
+            self._tick("detect.psf", start)
+            return True
+
     def _detect_checked(self, image: np.ndarray) -> np.ndarray:
+        if self.psf_tries:
+            self.measure_psf(image)
         if self.config.ndim == 3:
             start = time.perf_counter()
             if self.config.invert:
@@ -358,12 +403,14 @@ class Tracker:
             "format": "edgetrack-tracker-checkpoint",
             "version": 1,
             "config": self.config.to_dict(),
-            "detect_config": self.detect_config.to_dict(),
+            "detect_config": dict(self.detect_config.to_dict(), **({"psf_sigma": AUTO} if self.psf_tries else {})),
             "columns": list(self._columns) if self._columns is not None else None,
             "frame_shape": list(self._frame_shape) if self._frame_shape is not None else None,
             "next_frame": self._next_frame, "next_id": self._next_id, "next_track": self._next_track,
             "n_committed_frames": self._n_committed_frames, "finished": self._finished,
             "blocks": blocks, "results": results,
+            # psf_sigma="auto" still pending: the frames tried so far, pooled with the next ones
+            "psf_frames": np.stack(self._psf_frames) if self.psf_tries and self._psf_frames else None,
         }
 
     @classmethod
@@ -376,8 +423,7 @@ class Tracker:
         check_state(state)
         try:
             config = TrackerConfig.from_dict(state["config"])
-            detect = (Detect3DConfig if config.ndim == 3 else DetectConfig).from_dict(state["detect_config"])
-            tracker = cls(config, detect=detect)
+            tracker = cls(config, detect=dict(state["detect_config"]))
             tracker._columns = tuple(state["columns"]) if state["columns"] is not None else None
             tracker._frame_shape = tuple(state["frame_shape"]) if state["frame_shape"] is not None else None
             tracker._next_frame = int(state["next_frame"])
@@ -385,6 +431,10 @@ class Tracker:
             tracker._next_track = int(state["next_track"])
             tracker._n_committed_frames = int(state["n_committed_frames"])
             tracker._finished = bool(state["finished"])
+            pooled = state.get("psf_frames")
+            if pooled is not None and tracker.psf_tries:
+                tracker._psf_frames = [np.asarray(f) for f in pooled]
+                tracker.psf_tries = PSF_TRIES - len(tracker._psf_frames)
             for b in state["blocks"]:
                 e = b["edges_in"]
                 edges = CandidateEdges(*(np.asarray(e[k]) for k in CandidateEdges._fields))

@@ -12,8 +12,9 @@ import argparse
 from pathlib import Path
 
 from edgetrack.runtime.cells import defaults as cells
-from edgetrack.runtime.cli.options import (SPOTS, add_detect_arguments, add_progress_arguments, add_tracker_arguments,
-                                          detect_options, tracker_options)
+from edgetrack.runtime.cli.options import (DETECT, SPOTS, add_detect_arguments, add_progress_arguments,
+                                          add_tracker_arguments, detect_options, tracker_options)
+from edgetrack.runtime.detect.psf import AUTO, is_auto
 
 HELP = ("track spots in a movie (multi-page TIFF, folder of TIFF/PNG frames, or .npy) and write tracks as CSV; "
         "or track cells in label masks (--masks) and write CTC, CSV or napari tracks")
@@ -79,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue the run stopped with OUT.checkpoint.npz; the result is identical to an "
                         "uninterrupted run's")
-    add_detect_arguments(parser)
+    add_detect_arguments(parser, psf_default=None)  # 2-D: measured (auto); z-stacks: the fixed default
     add_tracker_arguments(parser)
     parser.set_defaults(**{key: None for key in SPOT_DEFAULTS})
     add_progress_arguments(parser)
@@ -138,6 +139,10 @@ def _run_stacks(args: argparse.Namespace) -> int:
             raise ConfigError(f"{name} does not go with --ndim 3")
     if args.resume:
         raise ConfigError("--resume does not go with --ndim 3 (3-D runs keep no checkpoint)")
+    if args.psf_sigma is None:  # not given: z-stacks take the fixed lateral default
+        args.psf_sigma = DETECT["psf_sigma"]
+    elif is_auto(args.psf_sigma):
+        raise ConfigError("--psf-sigma auto measures 2-D spots; give the lateral sigma of z-stacks in px")
     stacks = open_stacks(args.movie, channel=args.channel)
     voxel = tuple(args.voxel_size) if args.voxel_size is not None else stacks.voxel_size_um
     if voxel is not None and (len(voxel) != 3 or not all(v > 0 for v in voxel) or voxel[1] != voxel[2]):
@@ -202,6 +207,8 @@ def _run_spots(args: argparse.Namespace) -> int:
     every = args.checkpoint_every
     if every is not None and every < 1:
         raise ConfigError(f"--checkpoint-every must be at least 1 frame, got {every}")
+    if args.psf_sigma is None:  # not given: measure the spot width on the first frames
+        args.psf_sigma = AUTO
     movie = open_movie(args.movie, channel=args.channel, z=args.z, scene=args.scene)
     tracker = Tracker(detect=detect_options(args), invert=args.invert, keep_results=False,
                       **_with_defaults(args, SPOT_DEFAULTS))
@@ -285,6 +292,10 @@ def _run_spots(args: argparse.Namespace) -> int:
               f"{f' (resumed at frame {first})' if args.resume else ''}: "
               f"{n_points} points in {tracks} tracks{f' ({n_joins} fragments joined)' if args.stitch else ''} "
               f"-> {args.out}", file=sys.stderr)
+        if tracker.psf_estimate is not None:
+            est = tracker.psf_estimate
+            print(f"spot sigma measured (--psf-sigma auto): {est.sigma:.3f} px on {est.n_spots} isolated spots "
+                  f"(interquartile range {est.spread:.3f} px)", file=sys.stderr)
     return 0
 
 
@@ -311,6 +322,8 @@ def _resume(args: argparse.Namespace, ckpt: Path, fresh, movie):
     tracker = load_checkpoint(ckpt)
     now = {**fresh.config.to_dict(), **{f"detect.{k}": v for k, v in fresh.detect_config.to_dict().items()}}
     then = {**tracker.config.to_dict(), **{f"detect.{k}": v for k, v in tracker.detect_config.to_dict().items()}}
+    if fresh.psf_tries:  # --psf-sigma auto: the stopped run's measured (or still pending) sigma stands
+        now.pop("detect.psf_sigma")
     changed = [f"{k} {then.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)" for k in sorted(now) if now[k] != then.get(k)]
     if changed:
         raise ConfigError(f"--resume: the options differ from the stopped run's: {'; '.join(changed)}")
