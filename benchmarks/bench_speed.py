@@ -9,7 +9,8 @@ repeat, by
   timed after a two-frame warm-up; every ``push`` call is timed on its own for the latency
   (push of frame t -> its return with the committed update of frame t - window + 1);
 * edgetrack's pipeline, the path ``edgetrack track`` takes (``track_frames``: the next frames are
-  detected on worker threads while the current one is linked; frames commit in order);
+  detected on worker threads while the current one is linked; frames commit in order; the spot width
+  measured on the first frame, its default since 2026-12-03, inside the timing);
 * trackpy 0.7: ``trackpy.batch`` (locate) + ``trackpy.link`` with the settings that gave trackpy
   its best link F1 on a calibration movie of the same recipe (another seed), found by the sweep
   ``--sweep`` and written below in TRACKPY_SETTINGS; once with ``processes=1`` and once with
@@ -106,11 +107,12 @@ def run_push(movie: np.ndarray) -> dict:
 
 
 def run_pipeline(movie: np.ndarray) -> dict:
-    """The path ``edgetrack track`` takes (``track_frames``, default prefetch and detection threads)."""
+    """The path ``edgetrack track`` takes (``track_frames``, default prefetch and detection threads; the spot
+    width measured on the first frame, ``psf_sigma="auto"``, as ``edgetrack track`` does by default)."""
     from edgetrack.runtime.stream.pipeline import track_frames
     from edgetrack.runtime.stream.tracker import Tracker
 
-    tracker = Tracker(**tracker_options())
+    tracker = Tracker(**tracker_options(), detect={"psf_sigma": "auto"})
     t0 = time.perf_counter()
     for _ in track_frames(tracker, movie):
         pass

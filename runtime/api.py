@@ -56,7 +56,7 @@ def locate(image: np.ndarray, diameter: float | None = None, *, invert: bool = F
     (px, sub-pixel) and ``mass, size, signal, eccentricity``.
     """
     from edgetrack.runtime.detect.config import DetectConfig
-    from edgetrack.runtime.detect.psf import estimate_psf_sigma, split_auto
+    from edgetrack.runtime.detect.psf import estimate_psf_sigma, settled_sigma, split_auto
     from edgetrack.runtime.detect.spots import detect_movie, detect_spots
 
     cfg = _detect_config(diameter, detect_options)
@@ -68,7 +68,7 @@ def locate(image: np.ndarray, diameter: float | None = None, *, invert: bool = F
     if isinstance(cfg, dict):  # psf_sigma="auto": measured on the first frame
         first = arr if arr.ndim == 2 else arr[0]
         cfg = DetectConfig.from_dict(split_auto(cfg)[0])
-        cfg = cfg.replace(psf_sigma=round(estimate_psf_sigma(first, cfg).sigma, 4))
+        cfg = cfg.replace(psf_sigma=settled_sigma(estimate_psf_sigma(first, cfg).sigma, cfg.psf_sigma))
     table = detect_spots(arr, cfg) if arr.ndim == 2 else detect_movie(arr, cfg)
     return _named(table, names)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import edgetrack
-from edgetrack.runtime.detect.psf import AUTO, estimate_psf_sigma, split_auto
+from edgetrack.runtime.detect.psf import AUTO, estimate_psf_sigma, settled_sigma, split_auto
 from edgetrack.runtime.errors import ConfigError, DegradedWarning, InputError
 from edgetrack.runtime.metrics.links import link_metrics
 from edgetrack.runtime.simulate.spots import simulate_movie
@@ -39,6 +39,16 @@ def test_the_estimate_is_the_rendered_width_from_any_first_guess(sigma, seed):
 def test_a_frame_without_isolated_spots_is_refused_by_name():
     with pytest.raises(InputError, match=r"only 0 isolated spots.*give psf_sigma"):
         estimate_psf_sigma(np.full((64, 64), 100.0) + np.random.default_rng(0).normal(0, 1, (64, 64)))
+
+
+def test_a_width_near_the_first_guess_keeps_the_guess():
+    assert settled_sigma(1.72, 1.5) == 1.5 and settled_sigma(1.2, 1.5) == 1.5  # within 20 %
+    assert settled_sigma(0.81234, 1.5) == 0.8123 and settled_sigma(1.9, 1.5) == 1.9
+    movie, _ = _movie(1.5, n_frames=6, n_spots=80, seed=2)
+    tracker = Tracker(detect={"psf_sigma": AUTO})
+    tracker.measure_psf(movie[0])
+    assert tracker.psf_estimate.sigma != 1.5 and tracker.detect_config.psf_sigma == 1.5
+    pd.testing.assert_frame_equal(edgetrack.track(movie), edgetrack.track(movie, detect={"psf_sigma": 1.5}))
 
 
 def test_split_auto_keeps_the_other_options():

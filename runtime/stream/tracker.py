@@ -26,7 +26,7 @@ import pandas as pd
 from edgetrack.runtime.associate.registry import make_scorer
 from edgetrack.runtime.detect.spots import SPOT_FEATURES, check_frame, detect_spots_array, validate_frame
 from edgetrack.runtime.detect.config import DetectConfig
-from edgetrack.runtime.detect.psf import AUTO, PSF_TRIES, PsfEstimate, estimate_psf_sigma, split_auto
+from edgetrack.runtime.detect.psf import AUTO, PSF_TRIES, PsfEstimate, estimate_psf_sigma, settled_sigma, split_auto
 from edgetrack.runtime.detect.volume import SPOT3D_COLUMNS, Detect3DConfig, check_stack, detect_spots_3d
 from edgetrack.runtime.errors import ConfigError, DegradedWarning, InputError
 from edgetrack.runtime.graph.candidates import CandidateEdges, concat_edges, edges_into_frame
@@ -197,7 +197,8 @@ class Tracker:
                                   DegradedWarning, stacklevel=2)
                 self._tick("detect.psf", start)
                 return not self.psf_tries
-            self.detect_config = self.detect_config.replace(psf_sigma=round(estimate.sigma, 4))
+            self.detect_config = self.detect_config.replace(
+                psf_sigma=settled_sigma(estimate.sigma, self.detect_config.psf_sigma))
             self.psf_estimate = estimate
             self.psf_tries = 0
             self._psf_frames = []

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgetrack.runtime.cells import defaults as cells
 from edgetrack.runtime.cli.options import (DETECT, SPOTS, add_detect_arguments, add_progress_arguments,
                                           add_tracker_arguments, detect_options, tracker_options)
-from edgetrack.runtime.detect.psf import AUTO, is_auto
+from edgetrack.runtime.detect.psf import AUTO, KEEP_WITHIN, is_auto
 
 HELP = ("track spots in a movie (multi-page TIFF, folder of TIFF/PNG frames, or .npy) and write tracks as CSV; "
         "or track cells in label masks (--masks) and write CTC, CSV or napari tracks")
@@ -294,8 +294,11 @@ def _run_spots(args: argparse.Namespace) -> int:
               f"-> {args.out}", file=sys.stderr)
         if tracker.psf_estimate is not None:
             est = tracker.psf_estimate
+            used = tracker.detect_config.psf_sigma
+            kept = (f"; detected with the default {used:g} px (within {KEEP_WITHIN:.0%} of it)"
+                    if abs(used - est.sigma) > 1e-3 else "")
             print(f"spot sigma measured (--psf-sigma auto): {est.sigma:.3f} px on {est.n_spots} isolated spots "
-                  f"(interquartile range {est.spread:.3f} px)", file=sys.stderr)
+                  f"(interquartile range {est.spread:.3f} px){kept}", file=sys.stderr)
     return 0
 
 
