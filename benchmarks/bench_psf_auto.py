@@ -113,17 +113,56 @@ def andi_recall(raw: Path) -> None:
               + f" | {hits[name].sum() / total.sum():.3f} | {false[name]} |")
 
 
+def crowded(frames: int) -> None:
+    """bench_speed.py's movies (1.5 px spots, 100 / 500 / 2,000 per frame): link F1 with the fixed width,
+    with auto as shipped (a measure within KEEP_WITHIN of the guess keeps it), and with that band off."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_speed
+
+    from edgetrack.runtime.detect import psf
+    from edgetrack.runtime.stream.pipeline import track_frames
+    from edgetrack.runtime.stream.tracker import Tracker
+
+    print(f"\n4. crowded fields, bench_speed's movies ({frames} frames, seed 0)")
+    print("| spots | measured px | fixed 1.5 px | auto (shipped) | auto, band off |")
+    print("|---:|---:|---:|---:|---:|")
+    shipped = psf.KEEP_WITHIN
+    for n in (100, 500, 2000):
+        movie, truth = bench_speed.simulate(n, frames, 0)
+        row = {}
+        for name, detect, band in (("fixed", {"psf_sigma": 1.5}, shipped), ("auto", {"psf_sigma": "auto"}, shipped),
+                                   ("off", {"psf_sigma": "auto"}, 0.0)):
+            psf.KEEP_WITHIN = band
+            try:
+                tracker = Tracker(**bench_speed.tracker_options(), detect=detect)
+                for _ in track_frames(tracker, movie):
+                    pass
+                tracks = tracker.finish()
+            finally:
+                psf.KEEP_WITHIN = shipped
+            row[name] = bench_speed.link_f1(truth, tracks)
+            if name == "off":
+                row["sigma"] = tracker.psf_estimate.sigma
+        print(f"| {n} | {row['sigma']:.3f} | {row['fixed']:.4f} | {row['auto']:.4f} | {row['off']:.4f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--andi-raw", type=Path, default=None,
                         help="a raw_seed*_fovs* folder of bench_andi_video.py (videos + trajectories)")
+    parser.add_argument("--crowded-frames", type=int, default=0,
+                        help="also run bench_speed's movies (100-2,000 spots) for this many frames, band on and off")
     args = parser.parse_args(argv)
     estimates(args.seed)
     link_f1(args.frames, args.seed)
     if args.andi_raw is not None:
         andi_recall(args.andi_raw)
+    if args.crowded_frames:
+        crowded(args.crowded_frames)
     return 0
 
 
