@@ -18,6 +18,89 @@ def _clamp(i: int, n: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _symmetric_taps(src: np.ndarray, off: int, kernel: np.ndarray, out: np.ndarray) -> None:
+    """``out[j] = sum_k kernel[k] * src[off - r + k + j]`` for every j of ``out`` (float32), the kernel
+    symmetric (2r+1 taps, ``kernel[r - d] == kernel[r + d]``): the centre tap plus, per distance d, one
+    product with the sum of the two pixels at +-d; three distances per pass over the row, so the output is
+    read and written once per three distances (the passes are what cost, not the arithmetic)."""
+    w = out.shape[0]
+    r = kernel.shape[0] // 2
+    gc = kernel[r]
+    c = src[off:off + w]
+    d = 1
+    if r >= 3:
+        g1 = kernel[r - 1]
+        g2 = kernel[r - 2]
+        g3 = kernel[r - 3]
+        a1 = src[off - 1:off - 1 + w]
+        b1 = src[off + 1:off + 1 + w]
+        a2 = src[off - 2:off - 2 + w]
+        b2 = src[off + 2:off + 2 + w]
+        a3 = src[off - 3:off - 3 + w]
+        b3 = src[off + 3:off + 3 + w]
+        for j in range(w):
+            out[j] = gc * c[j] + g1 * (a1[j] + b1[j]) + g2 * (a2[j] + b2[j]) + g3 * (a3[j] + b3[j])
+        d = 4
+    else:
+        for j in range(w):
+            out[j] = gc * c[j]
+    while d + 2 <= r:
+        g1 = kernel[r - d]
+        g2 = kernel[r - d - 1]
+        g3 = kernel[r - d - 2]
+        a1 = src[off - d:off - d + w]
+        b1 = src[off + d:off + d + w]
+        a2 = src[off - d - 1:off - d - 1 + w]
+        b2 = src[off + d + 1:off + d + 1 + w]
+        a3 = src[off - d - 2:off - d - 2 + w]
+        b3 = src[off + d + 2:off + d + 2 + w]
+        for j in range(w):
+            out[j] += g1 * (a1[j] + b1[j]) + g2 * (a2[j] + b2[j]) + g3 * (a3[j] + b3[j])
+        d += 3
+    while d <= r:
+        g1 = kernel[r - d]
+        a1 = src[off - d:off - d + w]
+        b1 = src[off + d:off + d + w]
+        for j in range(w):
+            out[j] += g1 * (a1[j] + b1[j])
+        d += 1
+
+
+@njit(cache=True, nogil=True)
+def _box_sum(buf: np.ndarray, pairs: np.ndarray, pad: int, b: int, out: np.ndarray) -> None:
+    """``out[j]`` = the sum of ``buf[pad + j - b .. pad + j + b]`` for every j of ``out`` (float32): the sums
+    of neighbouring pairs first (b pairs and the last pixel make a box), three pairs per pass over the row.
+    ``pairs``: float32 scratch of length ``len(buf) - 1``."""
+    w = out.shape[0]
+    for j in range(buf.shape[0] - 1):
+        pairs[j] = buf[j] + buf[j + 1]
+    last = buf[pad + b:pad + b + w]
+    k = 0
+    if b >= 3:
+        s0 = pairs[pad - b:pad - b + w]
+        s1 = pairs[pad - b + 2:pad - b + 2 + w]
+        s2 = pairs[pad - b + 4:pad - b + 4 + w]
+        for j in range(w):
+            out[j] = last[j] + s0[j] + s1[j] + s2[j]
+        k = 3
+    else:
+        for j in range(w):
+            out[j] = last[j]
+    while k + 3 <= b:
+        s0 = pairs[pad - b + 2 * k:pad - b + 2 * k + w]
+        s1 = pairs[pad - b + 2 * k + 2:pad - b + 2 * k + 2 + w]
+        s2 = pairs[pad - b + 2 * k + 4:pad - b + 2 * k + 4 + w]
+        for j in range(w):
+            out[j] += s0[j] + s1[j] + s2[j]
+        k += 3
+    while k < b:
+        s0 = pairs[pad - b + 2 * k:pad - b + 2 * k + w]
+        for j in range(w):
+            out[j] += s0[j]
+        k += 1
+
+
+@njit(cache=True, nogil=True)
 def _row_pass(
     img: np.ndarray,
     sub: np.ndarray,
@@ -32,9 +115,8 @@ def _row_pass(
 ) -> None:
     """Horizontal pass of one row (``img - sub`` when ``use_sub``), edges replicated: the
     smoothing taps into ``smooth_out`` and the (2b+1)-px box sum into ``box_out``.
-    ``buf``, ``pair``: float32 scratch of length W + 2 max(R, b)."""
+    ``buf``: float32 scratch of length W + 2 max(R, b); ``pair``: float32, one shorter."""
     w = img.shape[1]
-    r = kernel.shape[0] // 2
     pad = (buf.shape[0] - w) // 2
     row = img[row_index]
     mid = buf[pad:pad + w]
@@ -52,51 +134,8 @@ def _row_pass(
         buf[pad + w + j] = last
     # Inner loops index slices with the loop counter only: Numba then drops its
     # negative-index checks and the loops vectorise.
-    for j in range(w):
-        smooth_out[j] = 0.0
-        box_out[j] = 0.0
-    # Taps in groups of four: one read-modify-write of the output per group.
-    n_taps = 2 * r + 1
-    k = 0
-    while k + 4 <= n_taps:
-        g0 = kernel[k]
-        g1 = kernel[k + 1]
-        g2 = kernel[k + 2]
-        g3 = kernel[k + 3]
-        s0 = buf[pad - r + k:pad - r + k + w]
-        s1 = buf[pad - r + k + 1:pad - r + k + 1 + w]
-        s2 = buf[pad - r + k + 2:pad - r + k + 2 + w]
-        s3 = buf[pad - r + k + 3:pad - r + k + 3 + w]
-        for j in range(w):
-            smooth_out[j] += g0 * s0[j] + g1 * s1[j] + g2 * s2[j] + g3 * s3[j]
-        k += 4
-    while k < n_taps:
-        g = kernel[k]
-        src = buf[pad - r + k:pad - r + k + w]
-        for j in range(w):
-            smooth_out[j] += g * src[j]
-        k += 1
-    # Box sum from pair sums: b + 1 passes instead of 2b + 1.
-    n_pair = w + 2 * pad - 1
-    pairs = pair[:n_pair]
-    for j in range(n_pair):
-        pairs[j] = buf[j] + buf[j + 1]
-    k = 0
-    while k + 3 <= box_half:
-        s0 = pairs[pad - box_half + 2 * k:pad - box_half + 2 * k + w]
-        s1 = pairs[pad - box_half + 2 * k + 2:pad - box_half + 2 * k + 2 + w]
-        s2 = pairs[pad - box_half + 2 * k + 4:pad - box_half + 2 * k + 4 + w]
-        for j in range(w):
-            box_out[j] += s0[j] + s1[j] + s2[j]
-        k += 3
-    while k < box_half:
-        src = pairs[pad - box_half + 2 * k:pad - box_half + 2 * k + w]
-        for j in range(w):
-            box_out[j] += src[j]
-        k += 1
-    src = buf[pad + box_half:pad + box_half + w]
-    for j in range(w):
-        box_out[j] += src[j]
+    _symmetric_taps(buf, pad, kernel, smooth_out)
+    _box_sum(buf, pair, pad, box_half, box_out)
 
 
 @njit(cache=True, nogil=True)
@@ -106,10 +145,11 @@ def bandpass(
     """Gaussian-smoothed image minus its local box mean, edges replicated, written to ``out``.
 
     ``img``: float32 (H, W) counts; with ``use_sub`` the input is ``img - sub`` (``sub`` float32
-    (H, W), e.g. a model of the spots already found). ``kernel``: float32 (2R+1,) normalised 1-D
-    smoothing taps. ``box_half``: half-width b (px) of the (2b+1)^2 background box. ``out``:
-    float32 (H, W), receives ``smooth(input) - boxmean(input)`` in counts (~0 on a flat
-    background). Rows pass through small ring buffers, so no frame-sized temporary is made.
+    (H, W), e.g. a model of the spots already found). ``kernel``: float32 (2R+1,) normalised,
+    symmetric 1-D smoothing taps (a sampled Gaussian). ``box_half``: half-width b (px) of the
+    (2b+1)^2 background box. ``out``: float32 (H, W), receives ``smooth(input) - boxmean(input)``
+    in counts (~0 on a flat background). Rows pass through small ring buffers, so no frame-sized
+    temporary is made.
     """
     h, w = img.shape
     r = kernel.shape[0] // 2
@@ -118,10 +158,10 @@ def bandpass(
     ring_s = np.empty((n_ring, w), np.float32)
     ring_b = np.empty((n_ring, w), np.float32)
     buf = np.empty(w + 2 * max(r, box_half), np.float32)
-    line = np.empty(w, np.float32)
-    pair = np.empty(buf.shape[0], np.float32)
+    pair = np.empty(buf.shape[0] - 1, np.float32)
     acc = np.zeros(w, np.float64)
     inv_area = 1.0 / float((2 * box_half + 1) * (2 * box_half + 1))
+    gc = kernel[r]
     # Unclamped row u (-p <= u < h + p) lives in ring slot (u + p) % n_ring.
     next_u = -p
     for i in range(h):
@@ -134,31 +174,44 @@ def bandpass(
                 src = ring_b[(u + p) % n_ring]
                 for j in range(w):
                     acc[j] += src[j]
-        for j in range(w):
-            line[j] = np.float32(-acc[j] * inv_area)
-        n_taps = 2 * r + 1
-        k = 0
-        while k + 4 <= n_taps:
-            g0 = kernel[k]
-            g1 = kernel[k + 1]
-            g2 = kernel[k + 2]
-            g3 = kernel[k + 3]
-            s0 = ring_s[(i - r + k + p) % n_ring]
-            s1 = ring_s[(i - r + k + 1 + p) % n_ring]
-            s2 = ring_s[(i - r + k + 2 + p) % n_ring]
-            s3 = ring_s[(i - r + k + 3 + p) % n_ring]
-            for j in range(w):
-                line[j] += g0 * s0[j] + g1 * s1[j] + g2 * s2[j] + g3 * s3[j]
-            k += 4
-        while k < n_taps:
-            g = kernel[k]
-            src = ring_s[(i - r + k + p) % n_ring]
-            for j in range(w):
-                line[j] += g * src[j]
-            k += 1
+        # The vertical taps as the horizontal ones (symmetric pairs, three distances per pass), the
+        # first pass starting from minus the box mean.
         orow = out[i]
-        for j in range(w):
-            orow[j] = line[j]
+        c = ring_s[(i + p) % n_ring]
+        d = 1
+        if r >= 2:
+            g1 = kernel[r - 1]
+            g2 = kernel[r - 2]
+            a1 = ring_s[(i - 1 + p) % n_ring]
+            b1 = ring_s[(i + 1 + p) % n_ring]
+            a2 = ring_s[(i - 2 + p) % n_ring]
+            b2 = ring_s[(i + 2 + p) % n_ring]
+            for j in range(w):
+                orow[j] = np.float32(-acc[j] * inv_area) + (gc * c[j] + g1 * (a1[j] + b1[j]) + g2 * (a2[j] + b2[j]))
+            d = 3
+        else:
+            for j in range(w):
+                orow[j] = np.float32(-acc[j] * inv_area) + gc * c[j]
+        while d + 2 <= r:
+            g1 = kernel[r - d]
+            g2 = kernel[r - d - 1]
+            g3 = kernel[r - d - 2]
+            a1 = ring_s[(i - d + p) % n_ring]
+            b1 = ring_s[(i + d + p) % n_ring]
+            a2 = ring_s[(i - d - 1 + p) % n_ring]
+            b2 = ring_s[(i + d + 1 + p) % n_ring]
+            a3 = ring_s[(i - d - 2 + p) % n_ring]
+            b3 = ring_s[(i + d + 2 + p) % n_ring]
+            for j in range(w):
+                orow[j] += g1 * (a1[j] + b1[j]) + g2 * (a2[j] + b2[j]) + g3 * (a3[j] + b3[j])
+            d += 3
+        while d <= r:
+            g1 = kernel[r - d]
+            a1 = ring_s[(i - d + p) % n_ring]
+            b1 = ring_s[(i + d + p) % n_ring]
+            for j in range(w):
+                orow[j] += g1 * (a1[j] + b1[j])
+            d += 1
         add = ring_b[(i + box_half + 1 + p) % n_ring]
         rem = ring_b[(i - box_half + p) % n_ring]
         for j in range(w):
