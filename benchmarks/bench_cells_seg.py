@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also choose among the labels and coarser objects of the smoothed raw frames "
                              "(cells/hypotheses.py, what edgetrack track --foreground does) before tracking")
     parser.add_argument("--fill-gaps", action="store_true",
-                        help="also score the defaults with gap filling (what edgetrack track --format ctc does)")
+                        help="also score the defaults (and the hypotheses) with gap filling (what edgetrack track --format ctc does)")
     args = parser.parse_args(argv)
 
     from edgetrack.runtime.cells.fragments import relabel_masks
@@ -225,10 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"extra {100 * err_h['extra_per_object']:.1f}% of {err_h['objects']} objects", flush=True)
             tables_h, _ = features_of(chosen, images)
             for linker in args.linkers:
-                def chosen_method(linker=linker, tables=tables_h, masks=chosen):
-                    tracker = run_cell_tracker(tables, "distance", linker, max_distance)
-                    return tracker.finish(), relabel_masks(masks, tracker.merged_labels), tracker.seconds["tracking"]
-                methods.append((f"edgetrack distance/{linker} hypotheses", chosen_method))
+                for fill in (False, True) if args.fill_gaps else (False,):
+                    def chosen_method(linker=linker, tables=tables_h, masks=chosen, fill=fill):
+                        tracker = run_cell_tracker(tables, "distance", linker, max_distance)
+                        tracks, masks = tracker.finish(), relabel_masks(masks, tracker.merged_labels)
+                        if fill:
+                            tracks, masks = fill_gaps(tracks, masks)
+                        return tracks, masks, tracker.seconds["tracking"]
+                    methods.append((f"edgetrack distance/{linker} hypotheses{' filled' if fill else ''}", chosen_method))
 
             def nearest_h(tables=tables_h, masks=chosen, max_distance=max_distance):
                 tracks, seconds = run_nn_lap(tables, max_distance)
