@@ -207,16 +207,19 @@ def nodes(args) -> dict:
     from edgetrack.training.magik.data import NO_AUGMENT, diffusion_graph
 
     rng = np.random.default_rng(12345)
-    errs = []
+    errs = {k: [] for k in args.symmetries}
     for _ in range(args.videos):
         g = diffusion_graph(rng, NO_AUGMENT)
         det = pd.DataFrame({"frame": g.frame, "y": g.y, "x": g.x})
-        out = predict_nodes(det)
-        errs.append(np.abs(out["sqrt_2D"].to_numpy() - g.node_target[:, 0]))
-    err = np.concatenate(errs)
-    result = {"videos": args.videos, "detections": int(len(err)), "mae_sqrt_2D": float(err.mean()),
-              "median_abs_error": float(np.median(err))}
-    print(result)
+        for k in args.symmetries:
+            out = predict_nodes(det, symmetries=k)
+            errs[k].append(np.abs(out["sqrt_2D"].to_numpy() - g.node_target[:, 0]))
+    result = {}
+    for k in args.symmetries:
+        err = np.concatenate(errs[k])
+        result[f"symmetries {k}"] = {"videos": args.videos, "detections": int(len(err)), "mae_sqrt_2D": float(err.mean()),
+                                     "median_abs_error": float(np.median(err))}
+        print(f"symmetries {k}:", result[f"symmetries {k}"], flush=True)
     return result
 
 
@@ -246,12 +249,12 @@ def diffusion_map(args) -> dict:
                 true_d[rows[ok]] = t["D"].to_numpy()[j[ok]]
                 particle[rows[ok]] = t["track_id"].to_numpy()[j[ok]]
             ok = np.isfinite(true_d)
-            for scale in ("1", "auto"):
-                out = predict_nodes(det, scale=1.0 if scale == "1" else "auto")
+            for scale, k in [("1", 1)] + [("auto", k) for k in args.symmetries]:
+                out = predict_nodes(det, scale=1.0 if scale == "1" else "auto", symmetries=k)
                 pred = out["D"].to_numpy()[ok]
                 truth_d = true_d[ok]
                 per = pd.DataFrame({"p": particle[ok], "pred": pred, "true": truth_d}).groupby("p").mean()
-                key = f"D {d_lo:g}-{d_hi:g}, seed {seed}, scale {scale}"
+                key = f"D {d_lo:g}-{d_hi:g}, seed {seed}, scale {scale}, symmetries {k}"
                 result[key] = {
                     "scale": float(out.attrs["magik_scale"]), "matched_detections": int(ok.sum()),
                     "median_ratio": float(np.median(pred / truth_d)),
@@ -319,12 +322,16 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("nodes")
     p.add_argument("--videos", type=int, default=20)
+    p.add_argument("--symmetries", type=int, nargs="+", default=[1, 8, 16],
+                   help="predict_nodes(symmetries=K) for each K (1: the network alone)")
     p = sub.add_parser("motion")
     p.add_argument("--videos", type=int, default=60)
     p = sub.add_parser("diffusion-map")
     p.add_argument("--seeds", type=int, nargs="+", default=[21, 22])
     p.add_argument("--d-ranges", type=float, nargs=2, action="append", default=None,
                    help="D_LO D_HI px^2/frame (repeatable; default 0.5 2, 0.05 0.5, 0.02 2)")
+    p.add_argument("--symmetries", type=int, nargs="+", default=[1, 8],
+                   help="with scale auto, predict_nodes(symmetries=K) for each K (scale 1 rows use K = 1)")
     parser.add_argument("--json", default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.what == "diffusion-map" and args.d_ranges is None:

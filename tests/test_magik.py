@@ -270,6 +270,32 @@ def test_predict_nodes_scales_fast_movies_back_to_their_own_units():
 
 
 @needs_diffusion_model
+def test_predict_nodes_averages_over_the_symmetries_of_the_square():
+    from edgetrack.runtime.associate.magik import SYMMETRIES, predict_nodes
+    from edgetrack.runtime.simulate.spots import simulate_detections
+
+    det, _ = simulate_detections(shape=(64, 64), n_spots=20, D_range=(0.05, 0.5), n_frames=30, seed=5)
+    one = predict_nodes(det, scale=1.0, symmetries=1)
+    eight = predict_nodes(det, scale=1.0)  # the diffusion model's default
+    # by hand: the plain network on the 8 mirrored / swapped copies, averaged
+    copies = []
+    for sy, sx, swap, _ in SYMMETRIES[:8]:
+        y, x = sy * det["y"], sx * det["x"]
+        copies.append(predict_nodes(det.assign(y=x, x=y) if swap else det.assign(y=y, x=x), scale=1.0,
+                                    symmetries=1)["sqrt_2D"].to_numpy())
+    np.testing.assert_allclose(eight["sqrt_2D"], np.maximum(np.mean(copies, axis=0), 0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(one["sqrt_2D"], eight["sqrt_2D"], atol=1e-4)  # the network alone is not invariant
+    # the average is: a mirrored, transposed movie gets the same map
+    turned = predict_nodes(det.assign(y=-det["x"], x=det["y"]), scale=1.0)
+    np.testing.assert_allclose(turned["sqrt_2D"], eight["sqrt_2D"], rtol=1e-4, atol=1e-5)
+    sixteen = predict_nodes(det, scale=1.0, symmetries=16)
+    assert np.isfinite(sixteen["sqrt_2D"]).all() and not np.allclose(sixteen["sqrt_2D"], eight["sqrt_2D"], atol=1e-4)
+    for bad in (3, 0, True, 2.0):
+        with pytest.raises(ConfigError, match="symmetries"):
+            predict_nodes(det, symmetries=bad)
+
+
+@needs_diffusion_model
 def test_magik_predict_command(tmp_path):
     from edgetrack.runtime.cli.app import main
     from edgetrack.runtime.simulate.spots import simulate_detections
@@ -286,6 +312,12 @@ def test_magik_predict_command(tmp_path):
     assert not np.allclose(pd.read_csv(tmp_path / "m2.csv")["D"], out["D"])
     assert main(["magik-predict", str(tmp_path / "det.csv"), "--scale", "x", "--out", str(tmp_path / "m3.csv"),
                  "--quiet"]) == 2
+    from edgetrack.runtime.associate.magik import predict_nodes
+
+    assert main(["magik-predict", str(tmp_path / "det.csv"), "--symmetries", "1", "--out", str(tmp_path / "m4.csv"),
+                 "--quiet"]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "m4.csv")["D"], predict_nodes(det, symmetries=1)["D"], rtol=1e-6)
+    np.testing.assert_allclose(out["D"], predict_nodes(det)["D"], rtol=1e-6)
     pd.DataFrame({"frame": [0], "y": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["magik-predict", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o.csv"), "--quiet"]) == 2
 

@@ -51,6 +51,7 @@ __all__ = [
     "predict_nodes",
     "predict_global",
     "DEFAULT_MODELS",
+    "SYMMETRIES",
 ]
 
 NODE_FEATURES: tuple[str, ...] = ("y_rel", "x_rel", "frame_rel")
@@ -330,10 +331,26 @@ def _run_graph(model, frame, y, x, chunk: int | None, outputs: Sequence[str] | N
     return model.run(g.inputs, outputs), g.position
 
 
+#: The coordinate maps averaged over by ``predict_nodes(symmetries=...)``: (sign of y, sign of x,
+#: swap y and x, reverse time within the block). The first 8 are the symmetries of the square.
+SYMMETRIES: tuple[tuple[int, int, bool, bool], ...] = tuple(
+    (sy, sx, swap, rev) for rev in (False, True) for swap in (False, True) for sy in (1, -1) for sx in (1, -1))
+
+
+def _check_symmetries(symmetries: int | None, is_diffusion: bool) -> int:
+    if symmetries is None:
+        return 8 if is_diffusion else 1
+    if isinstance(symmetries, bool) or not isinstance(symmetries, (int, np.integer)) or symmetries not in (1, 2, 4, 8, 16):
+        raise ConfigError(f"symmetries must be one of 1, 2, 4, 8, 16, got {symmetries!r}")
+    if symmetries == 16 and not is_diffusion:
+        raise ConfigError("symmetries=16 reverses time, which only the diffusion model's output is invariant to")
+    return int(symmetries)
+
+
 def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusion"], *,
                   provider: str | Sequence[str] | None = None, chunk: int | None = None,
                   folder: str | None = None, progress: Callable[[int, int], None] | None = None,
-                  scale: float | str = "auto") -> pd.DataFrame:
+                  scale: float | str = "auto", symmetries: int | None = None) -> pd.DataFrame:
     """Per-detection predictions of a node model, without linking.
 
     detections: table with ``frame, y, x`` (px). The detections are cut into blocks of the
@@ -348,6 +365,10 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     them and ``sqrt_2D`` divided by it; ``"auto"`` (the default) takes it from the movie's own steps
     (:func:`~edgetrack.runtime.associate.scale.step_scale`: 1 unless the particles move faster than the
     training videos'). Stored in the table's ``attrs["magik_scale"]``. Class models always use 1.
+    symmetries: the outputs are averaged over this many copies of each block with the coordinates
+    mirrored, swapped and (16) time reversed (:data:`SYMMETRIES`), maps the answer does not depend on
+    but the network's position and displacement features do; the cost grows in proportion. One of 1,
+    2, 4, 8, 16; None (the default): 8 for the diffusion model, 1 for class models.
     """
     loaded = _load(model, provider, None, folder)
     outputs = [o.get("name") for o in loaded.entry.get("outputs", [])]
@@ -359,6 +380,7 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     else:
         raise ModelError(f"model {model!r} is a {loaded.entry.get('task')!r} model without per-node outputs")
     frame, y, x = _detections(detections)
+    n_sym = _check_symmetries(symmetries, "sqrt_2D" in targets)
     factor = 1.0
     if "sqrt_2D" in targets:
         if isinstance(scale, str) and scale != "auto":
@@ -371,9 +393,14 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     length = int(loaded.entry.get("graph", {}).get("frames", 50) or 50)
     blocks = _blocks(frame, length)
     for done, rows in enumerate(blocks, start=1):
-        result, position = _run_graph(loaded, frame[rows], y[rows], x[rows], chunk, [key])
-        pred = np.asarray(result[key], dtype=np.float64).reshape(-1, len(targets))
-        out[rows] = pred[position]
+        fb, yb, xb = frame[rows], y[rows], x[rows]
+        total = np.zeros((len(rows), len(targets)))
+        for sy, sx, swap, rev in SYMMETRIES[:n_sym]:
+            ty, tx = (sx * xb, sy * yb) if swap else (sy * yb, sx * xb)
+            tf = fb.max() + fb.min() - fb if rev else fb
+            result, position = _run_graph(loaded, tf, ty, tx, chunk, [key])
+            total += np.asarray(result[key], dtype=np.float64).reshape(-1, len(targets))[position]
+        out[rows] = total / n_sym
         if progress is not None:
             progress(done, len(blocks))
     table = detections.copy()

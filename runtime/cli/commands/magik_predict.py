@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="auto", metavar="auto|FACTOR",
                         help="diffusion: coordinates are multiplied by FACTOR before the model sees them (auto: "
                              "from the movie's steps, 1 unless its particles move faster than the training videos')")
+    parser.add_argument("--symmetries", type=int, default=None, choices=[1, 2, 4, 8, 16],
+                        help="average the per-detection outputs over this many mirrored / swapped (16: also time "
+                             "reversed) copies of each block (default: 8 for diffusion, 1 for motion)")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
         if predict is predict_nodes:
             scale = args.scale if args.scale == "auto" else _factor(args.scale)
-            table = predict(detections, name, provider=args.provider, progress=advance, scale=scale)
+            table = predict(detections, name, provider=args.provider, progress=advance, scale=scale,
+                            symmetries=args.symmetries)
         else:
             table = predict(detections, name, provider=args.provider, progress=advance)
     elapsed = time.perf_counter() - start
