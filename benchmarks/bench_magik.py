@@ -15,6 +15,7 @@ one value from ``--min-scores`` that is best for it over all crowding levels. Sc
     python benchmarks/bench_magik.py crowding --seeds 3 --frames 50
     python benchmarks/bench_magik.py latency
     python benchmarks/bench_magik.py nodes
+    python benchmarks/bench_magik.py nodes --frames 200 --strides 50 25 --symmetries 1 4 8
     python benchmarks/bench_magik.py motion
     python benchmarks/bench_magik.py diffusion-map
 """
@@ -206,20 +207,25 @@ def nodes(args) -> dict:
     from edgetrack.runtime.associate.magik import predict_nodes
     from edgetrack.training.magik.data import NO_AUGMENT, diffusion_graph
 
-    rng = np.random.default_rng(12345)
-    errs = {k: [] for k in args.symmetries}
+    rng = np.random.default_rng(12345 if args.frames == 50 else 12345 + args.frames)
+    combos = [(k, s) for s in args.strides for k in args.symmetries]
+    errs = {c: [] for c in combos}
+    seconds = {c: 0.0 for c in combos}
     for _ in range(args.videos):
-        g = diffusion_graph(rng, NO_AUGMENT)
+        g = diffusion_graph(rng, NO_AUGMENT, n_frames=args.frames)
         det = pd.DataFrame({"frame": g.frame, "y": g.y, "x": g.x})
-        for k in args.symmetries:
-            out = predict_nodes(det, symmetries=k)
-            errs[k].append(np.abs(out["sqrt_2D"].to_numpy() - g.node_target[:, 0]))
+        for k, s in combos:
+            t0 = time.perf_counter()
+            out = predict_nodes(det, symmetries=k, stride=s)
+            seconds[(k, s)] += time.perf_counter() - t0
+            errs[(k, s)].append(np.abs(out["sqrt_2D"].to_numpy() - g.node_target[:, 0]))
     result = {}
-    for k in args.symmetries:
-        err = np.concatenate(errs[k])
-        result[f"symmetries {k}"] = {"videos": args.videos, "detections": int(len(err)), "mae_sqrt_2D": float(err.mean()),
-                                     "median_abs_error": float(np.median(err))}
-        print(f"symmetries {k}:", result[f"symmetries {k}"], flush=True)
+    for k, s in combos:
+        err = np.concatenate(errs[(k, s)])
+        key = f"{args.frames} frames, symmetries {k}, stride {s}"
+        result[key] = {"videos": args.videos, "detections": int(len(err)), "mae_sqrt_2D": float(err.mean()),
+                       "median_abs_error": float(np.median(err)), "seconds": seconds[(k, s)]}
+        print(f"{key}:", result[key], flush=True)
     return result
 
 
@@ -322,8 +328,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("nodes")
     p.add_argument("--videos", type=int, default=20)
-    p.add_argument("--symmetries", type=int, nargs="+", default=[1, 8, 16],
+    p.add_argument("--symmetries", type=int, nargs="+", default=[1, 4, 8, 16],
                    help="predict_nodes(symmetries=K) for each K (1: the network alone)")
+    p.add_argument("--frames", type=int, default=50,
+                   help="frames per video (50: the paper's setup; longer videos are cut into blocks)")
+    p.add_argument("--strides", type=int, nargs="+", default=[50],
+                   help="predict_nodes(stride=S) for each S (50: blocks do not overlap)")
     p = sub.add_parser("motion")
     p.add_argument("--videos", type=int, default=60)
     p = sub.add_parser("diffusion-map")

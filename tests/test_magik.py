@@ -276,7 +276,9 @@ def test_predict_nodes_averages_over_the_symmetries_of_the_square():
 
     det, _ = simulate_detections(shape=(64, 64), n_spots=20, D_range=(0.05, 0.5), n_frames=30, seed=5)
     one = predict_nodes(det, scale=1.0, symmetries=1)
-    eight = predict_nodes(det, scale=1.0)  # the diffusion model's default
+    eight = predict_nodes(det, scale=1.0, symmetries=8)
+    np.testing.assert_allclose(predict_nodes(det, scale=1.0)["sqrt_2D"],  # the default: the 4 mirrored copies
+                               predict_nodes(det, scale=1.0, symmetries=4)["sqrt_2D"])
     # by hand: the plain network on the 8 mirrored / swapped copies, averaged
     copies = []
     for sy, sx, swap, _ in SYMMETRIES[:8]:
@@ -286,13 +288,42 @@ def test_predict_nodes_averages_over_the_symmetries_of_the_square():
     np.testing.assert_allclose(eight["sqrt_2D"], np.maximum(np.mean(copies, axis=0), 0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(one["sqrt_2D"], eight["sqrt_2D"], atol=1e-4)  # the network alone is not invariant
     # the average is: a mirrored, transposed movie gets the same map
-    turned = predict_nodes(det.assign(y=-det["x"], x=det["y"]), scale=1.0)
+    turned = predict_nodes(det.assign(y=-det["x"], x=det["y"]), scale=1.0, symmetries=8)
     np.testing.assert_allclose(turned["sqrt_2D"], eight["sqrt_2D"], rtol=1e-4, atol=1e-5)
     sixteen = predict_nodes(det, scale=1.0, symmetries=16)
     assert np.isfinite(sixteen["sqrt_2D"]).all() and not np.allclose(sixteen["sqrt_2D"], eight["sqrt_2D"], atol=1e-4)
     for bad in (3, 0, True, 2.0):
         with pytest.raises(ConfigError, match="symmetries"):
             predict_nodes(det, symmetries=bad)
+
+
+@needs_diffusion_model
+def test_predict_nodes_overlapping_blocks_weigh_each_detection_by_its_distance_from_the_block_ends():
+    from edgetrack.runtime.associate.magik import predict_nodes
+    from edgetrack.runtime.simulate.spots import simulate_detections
+
+    det, _ = simulate_detections(shape=(48, 48), n_spots=15, D_range=(0.05, 0.5), n_frames=100, seed=6)
+    f = det["frame"].to_numpy()
+    plain = predict_nodes(det, scale=1.0, symmetries=1, stride=50)["sqrt_2D"].to_numpy()
+    over = predict_nodes(det, scale=1.0, symmetries=1)["sqrt_2D"].to_numpy()  # default: stride 25
+    # by hand: blocks 0-49, 25-74, 50-99, each its own graph, triangle weights
+    total, weight = np.zeros(len(det)), np.zeros(len(det))
+    for start in (0, 25, 50):
+        rows = np.flatnonzero((f >= start) & (f < start + 50))
+        block = predict_nodes(det.iloc[rows], scale=1.0, symmetries=1, stride=50)["sqrt_2D"].to_numpy()
+        w = np.minimum(f[rows] - start, 49 - (f[rows] - start)) + 1.0
+        total[rows] += w * block
+        weight[rows] += w
+    np.testing.assert_allclose(over, total / weight, rtol=1e-5, atol=1e-6)
+    edge = (f < 25) | (f >= 75)  # in one block only
+    np.testing.assert_allclose(over[edge], plain[edge], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(over[~edge], plain[~edge], atol=1e-4)
+    short = det[f < 50]  # one block: the stride changes nothing
+    np.testing.assert_allclose(predict_nodes(short, scale=1.0, symmetries=1)["sqrt_2D"],
+                               predict_nodes(short, scale=1.0, symmetries=1, stride=50)["sqrt_2D"], rtol=1e-6)
+    for bad in (0, 51, 2.5, True):
+        with pytest.raises(ConfigError, match="stride"):
+            predict_nodes(det, stride=bad)
 
 
 @needs_diffusion_model
@@ -318,6 +349,11 @@ def test_magik_predict_command(tmp_path):
                  "--quiet"]) == 0
     np.testing.assert_allclose(pd.read_csv(tmp_path / "m4.csv")["D"], predict_nodes(det, symmetries=1)["D"], rtol=1e-6)
     np.testing.assert_allclose(out["D"], predict_nodes(det)["D"], rtol=1e-6)
+    assert main(["magik-predict", str(tmp_path / "det.csv"), "--stride", "20", "--out", str(tmp_path / "m5.csv"),
+                 "--quiet"]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "m5.csv")["D"], predict_nodes(det, stride=20)["D"], rtol=1e-6)
+    assert main(["magik-predict", str(tmp_path / "det.csv"), "--stride", "0", "--out", str(tmp_path / "m6.csv"),
+                 "--quiet"]) == 2
     pd.DataFrame({"frame": [0], "y": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
     assert main(["magik-predict", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o.csv"), "--quiet"]) == 2
 

@@ -319,6 +319,25 @@ def _blocks(frame: np.ndarray, length: int) -> list[np.ndarray]:
     return np.split(order, cuts)
 
 
+def _overlapping_blocks(frame: np.ndarray, length: int, stride: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(row indices, weights) of blocks of ``length`` frames starting every ``stride`` frames from the
+    first frame. A row's weight in a block is its distance in frames from the block's nearer end, plus 1
+    (a triangle), so the block where a detection sits nearest the middle counts most."""
+    if len(frame) == 0:
+        return []
+    f0, f1 = int(frame.min()), int(frame.max())
+    out = []
+    for start in range(f0, f1 + 1, stride):
+        rows = np.flatnonzero((frame >= start) & (frame < start + length))
+        if rows.size == 0:
+            continue
+        pos = frame[rows] - start
+        out.append((rows, np.minimum(pos, length - 1 - pos).astype(np.float64) + 1.0))
+        if start + length > f1:
+            break
+    return out
+
+
 def _run_graph(model, frame, y, x, chunk: int | None, outputs: Sequence[str] | None = None):
     graph = model.entry.get("graph", {})
     md = float(graph.get("max_distance", 0) or 0)
@@ -339,7 +358,7 @@ SYMMETRIES: tuple[tuple[int, int, bool, bool], ...] = tuple(
 
 def _check_symmetries(symmetries: int | None, is_diffusion: bool) -> int:
     if symmetries is None:
-        return 8 if is_diffusion else 1
+        return 4 if is_diffusion else 1
     if isinstance(symmetries, bool) or not isinstance(symmetries, (int, np.integer)) or symmetries not in (1, 2, 4, 8, 16):
         raise ConfigError(f"symmetries must be one of 1, 2, 4, 8, 16, got {symmetries!r}")
     if symmetries == 16 and not is_diffusion:
@@ -350,7 +369,8 @@ def _check_symmetries(symmetries: int | None, is_diffusion: bool) -> int:
 def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusion"], *,
                   provider: str | Sequence[str] | None = None, chunk: int | None = None,
                   folder: str | None = None, progress: Callable[[int, int], None] | None = None,
-                  scale: float | str = "auto", symmetries: int | None = None) -> pd.DataFrame:
+                  scale: float | str = "auto", symmetries: int | None = None,
+                  stride: int | None = None) -> pd.DataFrame:
     """Per-detection predictions of a node model, without linking.
 
     detections: table with ``frame, y, x`` (px). The detections are cut into blocks of the
@@ -368,7 +388,12 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
     symmetries: the outputs are averaged over this many copies of each block with the coordinates
     mirrored, swapped and (16) time reversed (:data:`SYMMETRIES`), maps the answer does not depend on
     but the network's position and displacement features do; the cost grows in proportion. One of 1,
-    2, 4, 8, 16; None (the default): 8 for the diffusion model, 1 for class models.
+    2, 4, 8, 16; None (the default): 4 (y and x mirrored) for the diffusion model, 1 for class models.
+    stride: frames between the starts of consecutive blocks. Blocks overlap when it is shorter than the
+    block length; each detection's outputs are then a weighted mean over the blocks that hold it,
+    weighted by its distance from each block's nearer end (a detection at a block's edge sees only
+    one side of its track). None (the default): half the block length for the diffusion model, the
+    block length (no overlap) for class models.
     """
     loaded = _load(model, provider, None, folder)
     outputs = [o.get("name") for o in loaded.entry.get("outputs", [])]
@@ -389,20 +414,29 @@ def predict_nodes(detections: pd.DataFrame, model: str = DEFAULT_MODELS["diffusi
         if isinstance(scale, bool) or not (math.isfinite(factor) and factor > 0):
             raise InputError(f"scale must be 'auto' or a number > 0, got {scale!r}")
         y, x = y * factor, x * factor
-    out = np.full((len(frame), len(targets)), np.nan)
     length = int(loaded.entry.get("graph", {}).get("frames", 50) or 50)
-    blocks = _blocks(frame, length)
-    for done, rows in enumerate(blocks, start=1):
+    if stride is None:
+        stride = max(1, length // 2) if "sqrt_2D" in targets else length
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or not 1 <= stride <= length:
+        raise ConfigError(f"stride must be an integer from 1 to the block length ({length} frames), got {stride!r}")
+    total = np.zeros((len(frame), len(targets)))
+    weight = np.zeros(len(frame))
+    blocks = _overlapping_blocks(frame, length, int(stride))
+    for done, (rows, w) in enumerate(blocks, start=1):
         fb, yb, xb = frame[rows], y[rows], x[rows]
-        total = np.zeros((len(rows), len(targets)))
+        block = np.zeros((len(rows), len(targets)))
         for sy, sx, swap, rev in SYMMETRIES[:n_sym]:
             ty, tx = (sx * xb, sy * yb) if swap else (sy * yb, sx * xb)
             tf = fb.max() + fb.min() - fb if rev else fb
             result, position = _run_graph(loaded, tf, ty, tx, chunk, [key])
-            total += np.asarray(result[key], dtype=np.float64).reshape(-1, len(targets))[position]
-        out[rows] = total / n_sym
+            block += np.asarray(result[key], dtype=np.float64).reshape(-1, len(targets))[position]
+        total[rows] += w[:, None] * block / n_sym
+        weight[rows] += w
         if progress is not None:
             progress(done, len(blocks))
+    out = np.full((len(frame), len(targets)), np.nan)
+    seen = weight > 0
+    out[seen] = total[seen] / weight[seen, None]
     table = detections.copy()
     for j, name in enumerate(targets):
         table[name] = out[:, j]

@@ -154,10 +154,13 @@ def link_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(), m
                    t["track_id"].to_numpy()[keep].astype(np.int64), md, max_gap, rng, aug)
 
 
-def diffusion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig()) -> Graph:
-    """A 50-frame video of Brownian particles; node target sqrt(2 D) (px/frame^0.5)."""
+def diffusion_graph(rng: np.random.Generator, aug: AugmentConfig = AugmentConfig(),
+                    n_frames: int | None = None) -> Graph:
+    """A 50-frame video of Brownian particles; node target sqrt(2 D) (px/frame^0.5).
+
+    n_frames: a longer (or shorter) video of the same recipe (benchmarks; training uses the default)."""
     g = DIFFUSION_GRAPH
-    cfg = SpotSimConfig(n_frames=g["frames"], shape=(32, 32), n_spots=30, D_range=(0.005, 0.7),
+    cfg = SpotSimConfig(n_frames=g["frames"] if n_frames is None else int(n_frames), shape=(32, 32), n_spots=30, D_range=(0.005, 0.7),
                         mean_lifetime=math.inf, seed=int(rng.integers(0, 2**31)))
     t = simulate_trajectories(cfg)
     t = t[t["visible"].to_numpy()]

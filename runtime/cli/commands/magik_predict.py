@@ -29,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "from the movie's steps, 1 unless its particles move faster than the training videos')")
     parser.add_argument("--symmetries", type=int, default=None, choices=[1, 2, 4, 8, 16],
                         help="average the per-detection outputs over this many mirrored / swapped (16: also time "
-                             "reversed) copies of each block (default: 8 for diffusion, 1 for motion)")
+                             "reversed) copies of each block (default: 4 for diffusion, 1 for motion)")
+    parser.add_argument("--stride", type=int, default=None, metavar="FRAMES",
+                        help="frames between block starts; shorter than the block, blocks overlap and each "
+                             "detection is a weighted mean over them (default: half a block for diffusion, "
+                             "a whole block for motion)")
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         if predict is predict_nodes:
             scale = args.scale if args.scale == "auto" else _factor(args.scale)
             table = predict(detections, name, provider=args.provider, progress=advance, scale=scale,
-                            symmetries=args.symmetries)
+                            symmetries=args.symmetries, stride=args.stride)
         else:
             table = predict(detections, name, provider=args.provider, progress=advance)
     elapsed = time.perf_counter() - start
