@@ -9,7 +9,13 @@ object at a lower level, and a dim cell the labels missed appears there. Each fr
 - level 0: the user's labels;
 - level k = 1..K: the connected components of ``foreground > floor + levels[k-1] * (base - floor)``
   (``levels`` decreasing),
-  each object of level k - 1 nested in the component of level k holding most of its pixels;
+  each object of level k - 1 nested in the component of level k holding most of its pixels.
+
+Where a contour (boundary) map is given too (cells/contours.py), a level -1 comes first: the user's
+objects cut by the map's boundaries stronger than ``contour_level``, so that two cells the segmenter
+merged can be chosen apart (these pieces are not floored as the user's objects are, and the reference
+area never falls below the median of the user's labels, so a map that cuts everywhere cannot shrink the
+cells frame after frame).
 
 and a set of non-overlapping objects is chosen from it, exactly, by dynamic programming over the tree: an
 object is kept whole or replaced by the best choice among its children. An object's value is
@@ -37,6 +43,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from edgetrack.runtime.cells.contours import DEFAULT_CONTOUR_LEVEL, contour_scale, cut_by_contours
 from edgetrack.runtime.detect.filters import gaussian_smooth
 from edgetrack.runtime.errors import ConfigError, InputError
 
@@ -54,22 +61,26 @@ def hierarchy_levels(foreground: np.ndarray, levels: Sequence[float]) -> list[np
     ``base`` its Li threshold and ``floor`` the median of the values under it (the background, so that a camera
     offset does not put the lower levels under the background), both from every 4th pixel of every 4th row."""
     fg = np.asarray(foreground)
-    lo, hi = float(fg.min()), float(fg.max())
-    if lo >= 0.0 and hi <= 1.0:
-        base, floor = 0.5, 0.0
-    elif hi > lo:
-        # global statistics: every 4th pixel of every 4th row gives them within a fraction of a count
-        sample = np.asarray(fg[::4, ::4], np.float64)
-        base = li_threshold(sample)
-        below = sample[sample <= base]
-        floor = float(np.median(below)) if below.size else lo
-    else:
-        base = floor = hi
+    base, floor = _base_and_floor(fg)
     out = []
     for level in levels:
         lab, _ = ndi.label(fg > floor + float(level) * (base - floor))
         out.append(lab.astype(np.int32, copy=False))
     return out
+
+
+def _base_and_floor(fg: np.ndarray) -> tuple[float, float]:
+    """(base, floor) of a foreground map, see :func:`hierarchy_levels`."""
+    lo, hi = float(fg.min()), float(fg.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.5, 0.0
+    if hi > lo:
+        # global statistics: every 4th pixel of every 4th row gives them within a fraction of a count
+        sample = np.asarray(fg[::4, ::4], np.float64)
+        base = li_threshold(sample)
+        below = sample[sample <= base]
+        return base, float(np.median(below)) if below.size else lo
+    return hi, hi
 
 
 def li_threshold(values: np.ndarray, tolerance: float | None = None) -> float:
@@ -145,14 +156,20 @@ class SegmentChooser:
 
     levels: foreground thresholds below the base, fractions of it, decreasing (default
     :data:`DEFAULT_LEVELS`); min_area: px; iou_weight, area_weight: the value's weights; sigma: px, a
-    Gaussian smoothing of the map first (0: none; 2 makes a raw fluorescence frame a usable map).
+    Gaussian smoothing of the map first (0: none; 2 makes a raw fluorescence frame a usable map);
+    contour_level: the boundary strength in (0, 1) above which a contour map given to ``push`` separates
+    objects (default :data:`~edgetrack.runtime.cells.contours.DEFAULT_CONTOUR_LEVEL`).
     """
 
     def __init__(self, levels: Sequence[float] = DEFAULT_LEVELS, *, min_area: int = 40,
-                 iou_weight: float = 2.0, area_weight: float = 1.0, sigma: float = 0.0) -> None:
+                 iou_weight: float = 2.0, area_weight: float = 1.0, sigma: float = 0.0,
+                 contour_level: float = DEFAULT_CONTOUR_LEVEL) -> None:
         levels = tuple(float(v) for v in levels)
         if not levels or any(not (0 < v < 1) for v in levels) or any(b >= a for a, b in zip(levels, levels[1:])):
             raise ConfigError(f"levels must be decreasing fractions in (0, 1), got {levels!r}")
+        if not (isinstance(contour_level, (int, float)) and 0 < contour_level < 1):
+            raise ConfigError(f"contour_level must be a number in (0, 1), got {contour_level!r}")
+        self.contour_level = float(contour_level)
         if not (isinstance(min_area, (int, np.integer)) and min_area >= 1):
             raise ConfigError(f"min_area must be a whole number of px >= 1, got {min_area!r}")
         for name, value in (("iou_weight", iou_weight), ("area_weight", area_weight)):
@@ -168,10 +185,13 @@ class SegmentChooser:
         #: per frame: objects kept from the labels, labels replaced by a coarser object, objects added
         self.counts: list[dict[str, int]] = []
 
-    def push(self, labels: np.ndarray, foreground: np.ndarray) -> np.ndarray:
+    def push(self, labels: np.ndarray, foreground: np.ndarray, contours: np.ndarray | None = None) -> np.ndarray:
         """The chosen objects of the next frame: int32 (H, W), labels 1..n (0 = background).
 
-        labels: the user's label image (H, W) integers; foreground: the map (H, W), finite numbers."""
+        labels: the user's label image (H, W) integers; foreground: the map (H, W), finite numbers;
+        contours: a boundary map (H, W) of finite numbers, high between cells (a probability in [0, 1] as it
+        is, any other map scaled by its percentiles, see :func:`~edgetrack.runtime.cells.contours.contour_scale`),
+        or None. It is not smoothed by ``sigma``."""
         labels = np.asarray(labels)
         foreground = np.asarray(foreground)
         if labels.ndim != 2 or foreground.shape != labels.shape:
@@ -181,26 +201,40 @@ class SegmentChooser:
             raise InputError("labels must be an image of non-negative integers")
         if foreground.dtype.kind not in "iuf" or not np.isfinite(foreground).all():
             raise InputError("foreground must hold finite numbers")
+        if contours is not None:
+            contours = np.asarray(contours)
+            if contours.shape != labels.shape:
+                raise InputError(f"contours must be a 2-D image of the labels' shape {labels.shape}, got "
+                                 f"{contours.shape}")
+            if contours.dtype.kind not in "iuf" or not np.isfinite(contours).all():
+                raise InputError("contours must hold finite numbers")
         if self.sigma > 0:
             foreground = gaussian_smooth(foreground, self.sigma)
         base_labels, _ = _compact(labels)
+        own = [base_labels]
+        if contours is not None:  # the user's objects cut by the map's boundaries come first: a merge undone
+            contours = contour_scale(contours)
+            own.insert(0, cut_by_contours(base_labels, contours, self.contour_level))
         levels = hierarchy_levels(foreground, self.levels)
         # every object lies inside the coarsest level or the user's labels: work on those pixels only
         active = np.flatnonzero((levels[-1] > 0).ravel() | (base_labels > 0).ravel())
-        tree = [base_labels.ravel()[active], *(lv.ravel()[active] for lv in levels)]
+        tree = [lv.ravel()[active] for lv in (*own, *levels)]
         counts = [int(t.max()) if t.size else 0 for t in tree]
         areas = [np.bincount(t, minlength=n + 1).astype(np.float64) for t, n in zip(tree, counts)]
         reference = self._reference
+        a = areas[len(own) - 1][1:][areas[len(own) - 1][1:] >= self.min_area]  # the user's labels
         if reference is None:
-            a = areas[0][1:][areas[0][1:] >= self.min_area]
             reference = float(np.median(a)) if a.size else float(self.min_area)
+        elif contours is not None and a.size:
+            # cut pieces chosen once must not shrink the expected size frame after frame: never below the labels'
+            reference = max(reference, float(np.median(a)))
         previous = None if self._previous is None else self._previous.ravel()[active]
         values = []
         for k, (t, n, area) in enumerate(zip(tree, counts, areas)):
             iou = _iou_with(t, area, previous, self._previous_area)
             with np.errstate(divide="ignore"):
                 v = 1.0 + self.iou_weight * iou - self.area_weight * np.abs(np.log(np.maximum(area, 1) / reference))
-            if k == 0:
+            if k == len(own) - 1:
                 v = np.maximum(v, 1e-3)  # the user's objects are never dropped, only replaced by coarser ones
             v[area < self.min_area] = -np.inf
             v[0] = -np.inf
@@ -219,7 +253,7 @@ class SegmentChooser:
             paint = lut[tree[k]]
             mask = (paint > 0) & (flat == 0)
             flat[mask] = paint[mask]
-            if k == 0:
+            if k < len(own):
                 kept += len(ids)
             else:
                 holds = np.bincount(tree[k][tree[0] > 0], minlength=counts[k] + 1)[ids] > 0

@@ -191,15 +191,19 @@ class CellTracker:
         return self._next_frame
 
     def push(self, labels: np.ndarray, image: np.ndarray | None = None,
-             foreground: np.ndarray | None = None) -> list[pd.DataFrame]:
+             foreground: np.ndarray | None = None, contours: np.ndarray | None = None) -> list[pd.DataFrame]:
         """Add the next frame's label image (H, W) integer, in 3-D its label stack (Z, Y, X) (and intensity
         image or stack of the same shape); returns committed frames.
 
         ``foreground`` (2-D, (H, W), a probability or intensity map): the objects tracked are chosen among the
         labels and the map's coarser components (:class:`~edgetrack.runtime.cells.hypotheses.SegmentChooser`
-        with the ``hypotheses`` options); :attr:`chosen_labels` is then the label image the rows refer to."""
+        with the ``hypotheses`` options); :attr:`chosen_labels` is then the label image the rows refer to.
+        ``contours`` (2-D, (H, W), a boundary map, high between cells; only with ``foreground``): the labels
+        and the map's objects are also cut where a boundary runs through them (cells/contours.py)."""
         t0 = time.perf_counter()
         labels = np.asarray(labels)
+        if contours is not None and foreground is None:
+            raise ConfigError("contours go with a foreground map: give foreground= too")
         if foreground is not None:
             if self.ndim != 2:
                 raise ConfigError("foreground maps are for 2-D label images")
@@ -207,7 +211,7 @@ class CellTracker:
                 from edgetrack.runtime.cells.hypotheses import SegmentChooser
 
                 self._chooser = SegmentChooser(**self._hypotheses)
-            labels = self._chooser.push(labels, foreground)
+            labels = self._chooser.push(labels, foreground, contours)
         self.chosen_labels = labels
         if self._shape is None:
             self._shape = labels.shape

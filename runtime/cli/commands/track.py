@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "cells added) to fit the frame before (cells/hypotheses.py)")
     g.add_argument("--foreground-sigma", type=float, default=0.0, metavar="PX",
                    help="Gaussian smoothing of --foreground first, px (2 for raw fluorescence frames; default 0)")
+    g.add_argument("--contours", metavar="MAPS",
+                   help="boundary maps matching --masks (high between cells: a boundary probability, or any map "
+                        "scaled by its percentiles; needs --foreground): objects are also cut where a boundary "
+                        "stronger than --contour-level runs through them, so merged cells come apart (cells/contours.py)")
+    g.add_argument("--contour-level", type=float, default=0.5, metavar="X",
+                   help="boundary strength in (0, 1) that separates two objects (default 0.5)")
     g.add_argument("--fill-gaps", action=argparse.BooleanOptionalAction, default=None,
                    help="give an object missing inside a track (a gap the tracker bridged) a mask in the missing "
                         "frames: its neighbour's mask moved along the track, rows marked filled=True "
@@ -386,9 +392,19 @@ def _run_masks(args: argparse.Namespace) -> int:
         foreground = open_images(args.foreground)
         if len(foreground) != len(masks):
             raise InputError(f"{args.foreground}: {len(foreground)} frames, but {args.masks} has {len(masks)}")
+    contours = None
+    if args.contours is not None:
+        from edgetrack.runtime.errors import ConfigError
+
+        if foreground is None:
+            raise ConfigError("--contours goes with --foreground (the maps the objects are chosen from)")
+        contours = open_images(args.contours)
+        if len(contours) != len(masks):
+            raise InputError(f"{args.contours}: {len(contours)} frames, but {args.masks} has {len(masks)}")
     options = _with_defaults(args, MASK_DEFAULTS)
     divisions = options.pop("max_children") == 2
-    hypotheses = {"sigma": args.foreground_sigma} if foreground is not None else None
+    hypotheses = ({"sigma": args.foreground_sigma, "contour_level": args.contour_level} if foreground is not None
+                  else None)
     tracker = CellTracker(divisions=divisions, **volume, hypotheses=hypotheses, **options)
     chosen = []  # the objects tracked, where they were chosen with --foreground (the CTC output draws them)
     start = time.perf_counter()
@@ -397,7 +413,8 @@ def _run_masks(args: argparse.Namespace) -> int:
             if foreground is None:
                 tracker.push(masks[t], None if images is None else images[t])
             else:
-                tracker.push(masks[t], None if images is None else images[t], foreground=foreground[t])
+                tracker.push(masks[t], None if images is None else images[t], foreground=foreground[t],
+                             contours=None if contours is None else contours[t])
                 chosen.append(tracker.chosen_labels.astype(np.uint16 if tracker.chosen_labels.max() < 65536
                                                            else np.int32))
             bar.update()
