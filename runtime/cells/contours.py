@@ -3,8 +3,8 @@
 A contour map is high on the boundaries between cells and low inside them: the boundary probability of a
 U-Net, the contour output of cellpose or StarDist pipelines, or the share of several segmentations that put
 a boundary at a pixel (:func:`contours_from_labels`). ``cells.hypotheses.SegmentChooser`` cuts the user's
-objects and the foreground map's levels with it, so that cells merged by the segmenter, or touching at
-the lower levels of the map, come apart where a boundary runs between them.
+objects with it (not the foreground map's levels), so that cells merged by the segmenter can come apart
+where a boundary runs between them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = ["DEFAULT_CONTOUR_LEVEL", "contour_scale", "cut_by_contours", "contour
 
 DEFAULT_CONTOUR_LEVEL: float = 0.5
 """The boundary strength (of the map scaled to [0, 1]) above which a boundary separates two objects."""
+
 
 def contour_scale(contours: np.ndarray) -> np.ndarray:
     """``contours`` (H, W) finite numbers as float32 in [0, 1]: a map already in [0, 1] (a probability) as it

@@ -167,7 +167,7 @@ class SegmentChooser:
         levels = tuple(float(v) for v in levels)
         if not levels or any(not (0 < v < 1) for v in levels) or any(b >= a for a, b in zip(levels, levels[1:])):
             raise ConfigError(f"levels must be decreasing fractions in (0, 1), got {levels!r}")
-        if not (isinstance(contour_level, (int, float)) and 0 < contour_level < 1):
+        if not (isinstance(contour_level, (int, float, np.integer, np.floating)) and 0 < contour_level < 1):
             raise ConfigError(f"contour_level must be a number in (0, 1), got {contour_level!r}")
         self.contour_level = float(contour_level)
         if not (isinstance(min_area, (int, np.integer)) and min_area >= 1):

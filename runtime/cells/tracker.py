@@ -198,8 +198,8 @@ class CellTracker:
         ``foreground`` (2-D, (H, W), a probability or intensity map): the objects tracked are chosen among the
         labels and the map's coarser components (:class:`~edgetrack.runtime.cells.hypotheses.SegmentChooser`
         with the ``hypotheses`` options); :attr:`chosen_labels` is then the label image the rows refer to.
-        ``contours`` (2-D, (H, W), a boundary map, high between cells; only with ``foreground``): the labels
-        and the map's objects are also cut where a boundary runs through them (cells/contours.py)."""
+        ``contours`` (2-D, (H, W), a boundary map, high between cells; only with ``foreground``): the user's
+        objects are also offered cut where a boundary runs through them (cells/contours.py)."""
         t0 = time.perf_counter()
         labels = np.asarray(labels)
         if contours is not None and foreground is None:
